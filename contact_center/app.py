@@ -1,0 +1,193 @@
+"""Composition root: builds every component and wires the bus, top to bottom.
+
+Reading this file should tell a newcomer what runs and in which order. Each
+component is an aiohttp cleanup context: the code before `yield` starts it, the
+code after stops it, and aiohttp stops them in reverse order.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from aiohttp import web
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from contact_center.bus import EventBus
+from contact_center.config import Config
+from contact_center.health import HealthRegistry
+from contact_center.keys import DAEMON
+from contact_center.metrics import Metrics
+from contact_center.web import home, system
+from contact_center.web.routes import add_routes
+from crm_store import migrate
+from crm_store.database import describe_database, make_engine, make_sessionmaker
+
+log = logging.getLogger(__name__)
+
+
+class DatabaseBehind(Exception):
+    """The database has an older schema than this release; upgrading is the operator's call."""
+
+
+@dataclass
+class Daemon:
+    """Everything the running daemon holds, reachable from handlers via `app[DAEMON]`."""
+
+    config: Config
+    health: HealthRegistry = field(default_factory=HealthRegistry)
+    bus: EventBus = field(default_factory=EventBus)
+    started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    engine: AsyncEngine | None = None
+    sessionmaker: async_sessionmaker[AsyncSession] | None = None
+    database_detail: str = ""
+    metrics: Metrics = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.metrics = Metrics(self.health, self.bus)
+
+
+# --- components ---------------------------------------------------------------
+
+
+def database_component(daemon: Daemon) -> Callable[[web.Application], AsyncIterator[None]]:
+    """Open the CRM store; migrate a new database; refuse an out-of-date one."""
+
+    async def ctx(_app: web.Application) -> AsyncIterator[None]:
+        url = daemon.config.database.url
+        daemon.database_detail = describe_database(url)
+        daemon.health.set("database", "starting", daemon.database_detail)
+        revision = await migrate.current_revision(url)
+        if revision is None:
+            log.info("new database at %s: creating the schema", daemon.database_detail)
+            await migrate.upgrade(url)
+        elif not await migrate.is_up_to_date(url):
+            raise DatabaseBehind(
+                f"the database at {daemon.database_detail} has schema {revision}, older than "
+                "this release: back it up, then run `contact-center db upgrade`"
+            )
+        daemon.engine = make_engine(url, echo=daemon.config.database.echo)
+        daemon.sessionmaker = make_sessionmaker(daemon.engine)
+        daemon.health.set("database", "up", daemon.database_detail)
+        yield
+        # Runs after the web server has stopped taking requests and finished the
+        # in-flight ones, so no write is cut in half.
+        await daemon.engine.dispose()
+        daemon.health.set("database", "down", daemon.database_detail, error="stopped")
+
+    return ctx
+
+
+def bus_component(daemon: Daemon) -> Callable[[web.Application], AsyncIterator[None]]:
+    """Start the event bus; on stop, deliver everything already published."""
+
+    async def ctx(_app: web.Application) -> AsyncIterator[None]:
+        daemon.bus.start()
+        for event_name, handler in daemon.bus.subscriptions():
+            log.debug("bus: %s -> %s", event_name, handler)
+        yield
+        await daemon.bus.stop()
+
+    return ctx
+
+
+def pbx_component(daemon: Daemon) -> Callable[[web.Application], AsyncIterator[None]]:
+    """The telephony side: a real Asterisk (AMI + FastAGI), a simulated PBX, or none."""
+
+    async def ctx(_app: web.Application) -> AsyncIterator[None]:
+        mode = daemon.config.pbx.mode
+        if mode == "off":
+            daemon.health.set("pbx", "disabled", "pbx.mode is off")
+        elif mode == "simulated":
+            daemon.health.set("pbx", "up", "simulated PBX (no Asterisk configured)")
+        else:
+            ami = daemon.config.pbx.ami
+            # The AMI and FastAGI adapters land with the telephony work (issue #3);
+            # until then say so plainly instead of pretending to be connected.
+            daemon.health.set(
+                "pbx",
+                "down",
+                f"asterisk at {ami.host}:{ami.port}",
+                error="the Asterisk adapter is not part of this release yet",
+            )
+        yield
+
+    return ctx
+
+
+def channels_component(daemon: Daemon) -> Callable[[web.Application], AsyncIterator[None]]:
+    """Email, SMS and web chat: each can be switched off in config."""
+
+    async def ctx(_app: web.Application) -> AsyncIterator[None]:
+        channels = daemon.config.channels
+        for name, enabled in (
+            ("email", channels.email.enabled),
+            ("sms", channels.sms.enabled),
+            ("chat", channels.chat.enabled),
+        ):
+            if not enabled:
+                daemon.health.set(
+                    f"channel.{name}", "disabled", f"channels.{name}.enabled is false"
+                )
+            else:
+                daemon.health.set(
+                    f"channel.{name}",
+                    "down",
+                    "enabled in config",
+                    error=f"the {name} adapter is not part of this release yet",
+                )
+        yield
+
+    return ctx
+
+
+# --- web ----------------------------------------------------------------------
+
+
+@web.middleware
+async def metrics_middleware(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """Count and time requests by route template, not by raw path (bounded labels)."""
+    started = time.perf_counter()
+    route = request.match_info.route.resource
+    name = route.canonical if route is not None else "unmatched"
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        return response
+    except web.HTTPException as exc:
+        status = exc.status
+        raise
+    finally:
+        metrics = request.app[DAEMON].metrics
+        metrics.http_requests.labels(request.method, name, str(status)).inc()
+        metrics.http_seconds.labels(name).observe(time.perf_counter() - started)
+
+
+def make_app(config: Config) -> web.Application:
+    """The daemon as an aiohttp application: components, routes, subscriptions."""
+    daemon = Daemon(config)
+    app = web.Application(middlewares=[metrics_middleware])
+    app[DAEMON] = daemon
+
+    # Start order; aiohttp stops them in reverse (channels first, database last).
+    app.cleanup_ctx.extend(
+        [
+            database_component(daemon),
+            bus_component(daemon),
+            pbx_component(daemon),
+            channels_component(daemon),
+        ]
+    )
+
+    # Bus subscriptions: the wiring diagram of the daemon. Each later feature adds
+    # its lines here, e.g. `daemon.bus.subscribe(CallQueued, routing.on_call_queued)`.
+
+    add_routes(app, home.ROUTES)
+    add_routes(app, system.ROUTES)
+    return app

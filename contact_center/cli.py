@@ -1,0 +1,479 @@
+"""The `contact-center` command line.
+
+Exit codes: 0 success, 1 the command failed (invalid config, refused data),
+2 the command line itself was wrong (argparse).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import logging
+import os
+import sys
+from collections.abc import Callable, Coroutine, Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+from contact_center.config import Config, load_config
+from contact_center.errors import CommandError, ConfigError
+from crm_store.errors import StoreError
+
+DEFAULT_CONFIG = "config.yaml"
+
+log = logging.getLogger("contact_center.cli")
+
+
+def _config_path(args: argparse.Namespace) -> str:
+    return str(args.config or os.environ.get("CC_CONFIG") or DEFAULT_CONFIG)
+
+
+def _load(args: argparse.Namespace) -> Config:
+    return load_config(_config_path(args))
+
+
+def _err(message: str) -> None:
+    print(f"error: {message}", file=sys.stderr)
+
+
+# --- run / check-config -------------------------------------------------------------
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Start the daemon in the foreground."""
+    from contact_center.app import DatabaseBehind
+    from contact_center.logging_setup import setup_logging
+    from contact_center.server import serve
+
+    config = _load(args)
+    setup_logging(config.logging)
+    try:
+        return asyncio.run(serve(config))
+    except DatabaseBehind as exc:
+        _err(str(exc))
+        return 1
+    except OSError as exc:
+        _err(f"cannot listen on {config.web.host}:{config.web.port}: {exc.strerror or exc}")
+        return 1
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    """Validate the configuration and summarise it."""
+    path = _config_path(args)
+    config = load_config(path)
+    print(f"{path}: OK")
+    for line in summarize(config):
+        print(f"  {line}")
+    return 0
+
+
+def summarize(config: Config) -> list[str]:
+    """A short human summary of a valid configuration (no secrets)."""
+    from crm_store.database import describe_database
+
+    channels = config.channels
+    enabled = [
+        name
+        for name, on in (
+            ("email", channels.email.enabled),
+            ("sms", channels.sms.enabled),
+            ("chat", channels.chat.enabled),
+        )
+        if on
+    ]
+    pbx: str = config.pbx.mode
+    if pbx == "asterisk":
+        pbx += (
+            f" (AMI {config.pbx.ami.host}:{config.pbx.ami.port}, "
+            f"FastAGI {config.pbx.agi.host}:{config.pbx.agi.port})"
+        )
+    return [
+        f"web: http://{config.web.host}:{config.web.port}",
+        f"database: {describe_database(config.database.url)}"
+        f" (phone region {config.database.default_region})",
+        f"pbx: {pbx}",
+        f"channels: {', '.join(enabled) if enabled else 'none'}",
+        f"skills: {len(config.skills)}",
+        f"queues: {len(config.queues)}"
+        + (f" ({', '.join(q.name for q in config.queues)})" if config.queues else ""),
+        f"routing time zone: {config.routing.timezone}",
+        f"logging: {config.logging.level} as {config.logging.format}",
+    ]
+
+
+# --- db -----------------------------------------------------------------------------
+
+
+def cmd_db_upgrade(args: argparse.Namespace) -> int:
+    """Apply pending migrations."""
+    from crm_store import migrate
+    from crm_store.database import describe_database
+
+    config = _load(args)
+
+    async def go() -> tuple[str | None, str | None]:
+        before = await migrate.current_revision(config.database.url)
+        await migrate.upgrade(config.database.url)
+        return before, await migrate.current_revision(config.database.url)
+
+    before, after = asyncio.run(go())
+    where = describe_database(config.database.url)
+    if before == after:
+        print(f"{where}: already at {after}")
+    else:
+        print(f"{where}: upgraded from {before or 'empty'} to {after}")
+    return 0
+
+
+DEMO_USERS: tuple[tuple[str, str, str, str, dict[str, int], str | None], ...] = (
+    ("admin", "Ada Admin", "admin", "admin-demo-pass", {}, None),
+    ("supervisor", "Sam Supervisor", "supervisor", "supervisor-demo-pass", {}, "PJSIP/1900"),
+    ("agent", "Alex Agent", "agent", "agent-demo-pass", {"billing": 7, "support": 5}, "PJSIP/1001"),
+)
+
+DEMO_CUSTOMERS: tuple[dict[str, Any], ...] = (
+    {
+        "name": "Zoë Martin",
+        "company": "Northwind Ltd",
+        "tier": "gold",
+        "language": "en",
+        "phones": ["+44 20 7946 0018"],
+        "emails": ["zoe.martin@example.com"],
+    },
+    {
+        "name": "Raj Patel",
+        "company": "Contoso",
+        "tier": "platinum",
+        "language": "en",
+        "phones": ["07700 900123"],
+        "emails": ["raj@contoso.example"],
+    },
+    {
+        "name": "Lucía Gómez",
+        "tier": "silver",
+        "language": "es",
+        "phones": ["+34 912 345 678"],
+        "emails": [],
+    },
+)
+
+
+def cmd_db_seed_demo(args: argparse.Namespace) -> int:
+    """Create demo users and customers when the store has no users yet; show working logins."""
+    from crm_store import migrate
+    from crm_store.customers import create_customer
+    from crm_store.database import make_engine, make_sessionmaker
+    from crm_store.users import authenticate, count_users, create_user
+
+    config = _load(args)
+
+    async def go() -> tuple[bool, list[tuple[str, str, str]]]:
+        await migrate.upgrade(config.database.url)
+        engine = make_engine(config.database.url)
+        sessions = make_sessionmaker(engine)
+        created = False
+        try:
+            async with sessions.begin() as session:
+                if await count_users(session) == 0:
+                    created = True
+                    for username, name, role, password, skills, device in DEMO_USERS:
+                        await create_user(
+                            session,
+                            username=username,
+                            display_name=name,
+                            role=role,
+                            password=password,
+                            skills=skills,
+                            device=device,
+                        )
+                    for customer in DEMO_CUSTOMERS:
+                        await create_customer(
+                            session, region=config.database.default_region, **customer
+                        )
+            # Only show demo logins that really work: never advertise a changed password.
+            working = []
+            async with sessions.begin() as session:
+                for username, _name, role, password, _skills, _device in DEMO_USERS:
+                    if await authenticate(session, username, password) is not None:
+                        working.append((role, username, password))
+            return created, working
+        finally:
+            await engine.dispose()
+
+    created, working = asyncio.run(go())
+    print("demo users and customers created" if created else "users exist: no demo data added")
+    if working:
+        print("demo logins (change these passwords before real use):")
+        for role, username, password in working:
+            print(f"  {role:<10} {username} / {password}")
+    return 0
+
+
+# --- users --------------------------------------------------------------------------
+
+
+def _parse_skills(text: str | None) -> dict[str, int]:
+    skills: dict[str, int] = {}
+    if not text:
+        return skills
+    for item in text.split(","):
+        name, sep, level = item.strip().partition("=")
+        if not sep or not name.strip() or not level.strip().isdigit():
+            raise CommandError(f"--skills: expected name=level[,name=level], got {item.strip()!r}")
+        skills[name.strip()] = int(level)
+    return skills
+
+
+def _read_password(args: argparse.Namespace) -> str:
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+        if not password:
+            raise CommandError("--password-stdin: no password on standard input")
+        return password
+    if not sys.stdin.isatty():
+        raise CommandError("no terminal to ask for a password: use --password-stdin")
+    first = getpass.getpass("Password: ")
+    if first != getpass.getpass("Again: "):
+        raise CommandError("the passwords do not match")
+    return first
+
+
+def cmd_users_add(args: argparse.Namespace) -> int:
+    """Create a user."""
+    from crm_store.users import create_user
+
+    config = _load(args)
+    skills = _parse_skills(args.skills)
+    password = _read_password(args)
+
+    async def go(session: Any) -> None:
+        await create_user(
+            session,
+            username=args.username,
+            display_name=args.display_name,
+            role=args.role,
+            password=password,
+            skills=skills,
+            device=args.device,
+        )
+
+    _with_session(config, go)
+    print(f"user {args.username} created with role {args.role}")
+    return 0
+
+
+def cmd_users_list(args: argparse.Namespace) -> int:
+    """List users."""
+    from crm_store.users import list_users
+
+    config = _load(args)
+    rows: list[Any] = []
+
+    async def go(session: Any) -> None:
+        rows.extend(await list_users(session, include_inactive=True))
+
+    _with_session(config, go)
+    print(f"{'USERNAME':<20} {'ROLE':<11} {'ACTIVE':<7} {'DEVICE':<16} SKILLS")
+    for user in rows:
+        skills = ",".join(f"{k}={v}" for k, v in sorted((user.skills or {}).items()))
+        print(
+            f"{user.username:<20} {user.role:<11} {'yes' if user.is_active else 'no':<7} "
+            f"{user.device or '-':<16} {skills or '-'}"
+        )
+    return 0
+
+
+def _cmd_users_set_active(active: bool) -> Callable[[argparse.Namespace], int]:
+    def command(args: argparse.Namespace) -> int:
+        from crm_store.users import set_user_active
+
+        config = _load(args)
+
+        async def go(session: Any) -> None:
+            await set_user_active(session, args.username, active)
+
+        _with_session(config, go)
+        print(f"user {args.username} {'enabled' if active else 'disabled'}")
+        return 0
+
+    return command
+
+
+# --- customers ----------------------------------------------------------------------
+
+
+def cmd_customers_import(args: argparse.Namespace) -> int:
+    """Import customers from CSV, idempotently by contact point."""
+    from crm_store import migrate
+    from crm_store.customer_csv import import_customers
+    from crm_store.database import make_engine, make_sessionmaker
+
+    config = _load(args)
+    path = Path(args.file)
+    try:
+        stream: TextIO = path.open(encoding="utf-8-sig", newline="")
+    except OSError as exc:
+        raise CommandError(f"{path}: cannot open ({exc.strerror})") from None
+
+    async def go() -> Any:
+        await migrate.upgrade(config.database.url)
+        engine = make_engine(config.database.url)
+        try:
+            return await import_customers(
+                make_sessionmaker(engine), stream, region=config.database.default_region
+            )
+        finally:
+            await engine.dispose()
+
+    with stream:
+        report = asyncio.run(go())
+    print(
+        f"{path}: {report.created} created, {report.updated} updated, "
+        f"{report.unchanged} unchanged, {len(report.refused)} refused"
+    )
+    for line_number, reason in report.refused:
+        print(f"  line {line_number}: {reason}", file=sys.stderr)
+    return 1 if report.refused else 0
+
+
+def cmd_customers_export(args: argparse.Namespace) -> int:
+    """Export every customer as CSV (the import format)."""
+    from crm_store.customer_csv import export_customers
+
+    config = _load(args)
+    count = 0
+    to_stdout = args.output in (None, "-")
+    # Opened before the event loop starts: a bad path fails before any query runs.
+    out = sys.stdout if to_stdout else open(args.output, "w", encoding="utf-8", newline="")  # noqa: SIM115
+
+    async def go(session: Any) -> None:
+        nonlocal count
+        count = await export_customers(session, out)
+
+    try:
+        _with_session(config, go)
+    finally:
+        if not to_stdout:
+            out.close()
+    print(f"{count} customers exported", file=sys.stderr)
+    return 0
+
+
+# --- plumbing -----------------------------------------------------------------------
+
+
+def _with_session(config: Config, work: Callable[[Any], Coroutine[Any, Any, None]]) -> None:
+    """Run `work(session)` in one transaction on a migrated database."""
+    from crm_store import migrate
+    from crm_store.database import make_engine, make_sessionmaker
+
+    async def go() -> None:
+        await migrate.upgrade(config.database.url)
+        engine = make_engine(config.database.url)
+        try:
+            async with make_sessionmaker(engine).begin() as session:
+                await work(session)
+        finally:
+            await engine.dispose()
+
+    asyncio.run(go())
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser, with `--help` for every subcommand."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "-c",
+        "--config",
+        metavar="FILE",
+        help=f"configuration file (default: $CC_CONFIG or ./{DEFAULT_CONFIG})",
+    )
+    parser = argparse.ArgumentParser(
+        prog="contact-center",
+        description="Contact center CTI middleware: Asterisk, email, SMS and chat in, "
+        "skill-based routing, CRM screen pops out.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser("run", parents=[common], help="run the daemon in the foreground")
+    p.set_defaults(func=cmd_run)
+    p = sub.add_parser(
+        "check-config", parents=[common], help="validate the configuration and summarise it"
+    )
+    p.set_defaults(func=cmd_check_config)
+
+    db = sub.add_parser("db", help="database schema and demo data").add_subparsers(
+        dest="db_command", metavar="ACTION", required=True
+    )
+    p = db.add_parser("upgrade", parents=[common], help="apply pending schema migrations")
+    p.set_defaults(func=cmd_db_upgrade)
+    p = db.add_parser(
+        "seed-demo", parents=[common], help="add demo users and customers to an empty store"
+    )
+    p.set_defaults(func=cmd_db_seed_demo)
+
+    users = sub.add_parser("users", help="manage agents, supervisors and admins").add_subparsers(
+        dest="users_command", metavar="ACTION", required=True
+    )
+    p = users.add_parser("add", parents=[common], help="create a user")
+    p.add_argument("--username", required=True)
+    p.add_argument("--role", required=True, choices=["agent", "supervisor", "admin"])
+    p.add_argument("--display-name", help="full name shown on screens (default: username)")
+    p.add_argument("--skills", metavar="NAME=LEVEL,...", help="skills with levels 1-10")
+    p.add_argument("--device", metavar="DEVICE", help="phone device, e.g. PJSIP/1001")
+    p.add_argument(
+        "--password-stdin",
+        action="store_true",
+        help="read the password from the first line of standard input (else prompt)",
+    )
+    p.set_defaults(func=cmd_users_add)
+    p = users.add_parser("list", parents=[common], help="list users")
+    p.set_defaults(func=cmd_users_list)
+    p = users.add_parser("disable", parents=[common], help="stop a user from logging in")
+    p.add_argument("username")
+    p.set_defaults(func=_cmd_users_set_active(False))
+    p = users.add_parser("enable", parents=[common], help="let a disabled user log in again")
+    p.add_argument("username")
+    p.set_defaults(func=_cmd_users_set_active(True))
+
+    customers = sub.add_parser("customers", help="import and export customers").add_subparsers(
+        dest="customers_command", metavar="ACTION", required=True
+    )
+    p = customers.add_parser(
+        "import",
+        parents=[common],
+        help="import customers from CSV (columns: name, company, tier, language, segment, "
+        "notes, phones, emails; several values separated by ';'). Idempotent by phone/email.",
+    )
+    p.add_argument("file", metavar="FILE.csv")
+    p.set_defaults(func=cmd_customers_import)
+    p = customers.add_parser("export", parents=[common], help="export customers as CSV")
+    p.add_argument("-o", "--output", metavar="FILE", help="write here (default: standard output)")
+    p.set_defaults(func=cmd_customers_export)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `contact-center` console script."""
+    args = build_parser().parse_args(argv)
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        code: int = args.func(args)
+    except ConfigError as exc:
+        _err(f"{_config_path(args)}: {exc.message}")
+        return 1
+    except StoreError as exc:
+        _err(f"{exc.message} [{exc.error_id}]")
+        return 1
+    except CommandError as exc:
+        _err(exc.message)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The daemon's HTTP side: route table, handlers, app factory."""

@@ -1,0 +1,51 @@
+"""The landing page: what is running and where to look next, rendered on the server."""
+
+from __future__ import annotations
+
+from html import escape
+
+from aiohttp import web
+
+from contact_center import __version__
+from contact_center.keys import DAEMON
+from contact_center.web.routes import PUBLIC, RouteSpec
+
+_COLOURS = {"up": "#1b7f3b", "down": "#b3261e", "disabled": "#6b6b6b", "starting": "#a86b00"}
+
+
+async def home(request: web.Request) -> web.Response:
+    """A plain page listing each component's state and the operational endpoints."""
+    daemon = request.app[DAEMON]
+    rows = "\n".join(
+        f"<tr><td>{escape(c.name)}</td>"
+        f'<td style="color:{_COLOURS[c.state]};font-weight:600">{escape(c.state)}</td>'
+        f"<td>{escape(c.detail)}</td><td>{escape(c.last_error or '')}</td></tr>"
+        for c in daemon.health.all()
+    )
+    page = f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Contact center</title>
+<style>
+ body {{ font: 15px/1.45 system-ui, sans-serif; margin: 2rem auto; max-width: 60rem; color: #222 }}
+ table {{ border-collapse: collapse; width: 100% }}
+ td, th {{ border-bottom: 1px solid #ddd; padding: .4rem .6rem; text-align: left }}
+ code {{ background: #f3f3f3; padding: 0 .25rem }}
+</style></head>
+<body>
+<h1>Contact center <small style="color:#888">{escape(__version__)}</small></h1>
+<h2>Components</h2>
+<table><tr><th>component</th><th>state</th><th>detail</th><th>last error</th></tr>
+{rows}
+</table>
+<h2>Endpoints</h2>
+<ul>
+ <li><a href="/status"><code>/status</code></a>: the same, as JSON</li>
+ <li><a href="/healthz"><code>/healthz</code></a>: liveness</li>
+ <li><a href="/metrics"><code>/metrics</code></a>: Prometheus metrics</li>
+</ul>
+</body></html>"""
+    return web.Response(text=page, content_type="text/html")
+
+
+ROUTES = [RouteSpec("GET", "/", home, PUBLIC, "Landing page with component states")]

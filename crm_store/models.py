@@ -1,0 +1,270 @@
+"""SQLAlchemy models of the CRM store: one schema for SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    CheckConstraint,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+TIERS = ("bronze", "silver", "gold", "platinum")
+CONTACT_KINDS = ("phone", "email", "chat")
+CHANNELS = ("voice", "email", "sms", "chat")
+DIRECTIONS = ("inbound", "outbound")
+ROLES = ("agent", "supervisor", "admin")
+SR_STATUSES = ("new", "assigned", "in_progress", "feedback", "archived")
+OPEN_SR_STATUSES = ("new", "assigned", "in_progress", "feedback")
+
+
+def utcnow() -> datetime:
+    """Current time, timezone-aware UTC."""
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timestamps stored in UTC and always read back timezone-aware.
+
+    SQLite has no time zones and returns naive values; without this, comparing a
+    stored time with `utcnow()` would raise on SQLite and not on PostgreSQL.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store; use timezone-aware UTC")
+        value = value.astimezone(UTC)
+        if dialect.name == "sqlite":
+            return value.replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+def _in(column: str, values: tuple[str, ...]) -> str:
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+# Named constraints so Alembic migrations can refer to them on both dialects.
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+class Base(DeclarativeBase):
+    metadata = metadata
+    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSON()}
+
+
+class User(Base):
+    __tablename__ = "users"
+    __table_args__ = (CheckConstraint(_in("role", ROLES), name="role"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    display_name: Mapped[str] = mapped_column(String(200))
+    role: Mapped[str] = mapped_column(String(16))
+    password_hash: Mapped[str] = mapped_column(String(255))
+    is_active: Mapped[bool] = mapped_column(default=True)
+    # {"billing": 7, "spanish": 4}: skill name -> level 1..10.
+    skills: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # {"voice": 1, "chat": 3}: overrides of the configured per-channel capacity.
+    capacities: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # The agent's phone, as Asterisk dials it ("PJSIP/1001").
+    device: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class Customer(Base):
+    __tablename__ = "customers"
+    __table_args__ = (CheckConstraint(_in("tier", TIERS), name="tier"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    company: Mapped[str | None] = mapped_column(String(200))
+    tier: Mapped[str] = mapped_column(String(16), default="bronze")
+    language: Mapped[str | None] = mapped_column(String(16))
+    segment: Mapped[str | None] = mapped_column(String(64))
+    notes: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    contact_points: Mapped[list[ContactPoint]] = relationship(
+        back_populates="customer", cascade="all, delete-orphan", order_by="ContactPoint.id"
+    )
+
+
+Index("ix_customers_name", Customer.name)
+
+
+class ContactPoint(Base):
+    """A way to reach a customer; `value` is normalised (E.164, lower-case email)."""
+
+    __tablename__ = "contact_points"
+    __table_args__ = (
+        UniqueConstraint("kind", "value", name="uq_contact_points_kind_value"),
+        CheckConstraint(_in("kind", CONTACT_KINDS), name="kind"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    customer_id: Mapped[int] = mapped_column(
+        ForeignKey("customers.id", ondelete="CASCADE"), index=True
+    )
+    kind: Mapped[str] = mapped_column(String(8))
+    value: Mapped[str] = mapped_column(String(320))
+    raw: Mapped[str] = mapped_column(String(320))
+    label: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    customer: Mapped[Customer] = relationship(back_populates="contact_points")
+
+
+class Interaction(Base):
+    """One contact on any channel, from offer to wrap-up."""
+
+    __tablename__ = "interactions"
+    __table_args__ = (
+        CheckConstraint(_in("channel", CHANNELS), name="channel"),
+        CheckConstraint(_in("direction", DIRECTIONS), name="direction"),
+        CheckConstraint("csat IS NULL OR (csat >= 1 AND csat <= 5)", name="csat"),
+        # The timeline and the screen pop read a customer's newest interactions first.
+        Index("ix_interactions_customer_started", "customer_id", "started_at", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    customer_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id", ondelete="SET NULL"))
+    channel: Mapped[str] = mapped_column(String(8))
+    direction: Mapped[str] = mapped_column(String(8), default="inbound")
+    # Channel-side identity: Asterisk Linkedid, email Message-ID, Twilio SID, chat session.
+    external_id: Mapped[str | None] = mapped_column(String(255), index=True)
+    # The address the contact came from or went to, as seen (caller id, email address).
+    address: Mapped[str | None] = mapped_column(String(320))
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    offered_at: Mapped[datetime | None]
+    answered_at: Mapped[datetime | None]
+    ended_at: Mapped[datetime | None]
+    queue: Mapped[str | None] = mapped_column(String(64))
+    agent_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    ivr_path: Mapped[list[Any] | None] = mapped_column(JSON)
+    ivr_inputs: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    routing: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    end_cause: Mapped[str | None] = mapped_column(String(64))
+    disposition: Mapped[str | None] = mapped_column(String(64))
+    notes: Mapped[str | None] = mapped_column(Text)
+    recording_ref: Mapped[str | None] = mapped_column(String(500))
+    csat: Mapped[int | None]
+
+
+class Message(Base):
+    """An email, SMS or chat body belonging to an interaction."""
+
+    __tablename__ = "messages"
+    __table_args__ = (
+        CheckConstraint(_in("direction", DIRECTIONS), name="direction"),
+        # Provider ids make ingestion idempotent: the same email/SMS is never stored twice.
+        UniqueConstraint("channel", "provider_id", name="uq_messages_channel_provider_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    interaction_id: Mapped[int] = mapped_column(
+        ForeignKey("interactions.id", ondelete="CASCADE"), index=True
+    )
+    channel: Mapped[str] = mapped_column(String(8))
+    direction: Mapped[str] = mapped_column(String(8))
+    sender: Mapped[str | None] = mapped_column(String(320))
+    subject: Mapped[str | None] = mapped_column(String(998))
+    body: Mapped[str] = mapped_column(Text)
+    provider_id: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ServiceRequest(Base):
+    """A customer's request, worked through new -> assigned -> in_progress -> feedback."""
+
+    __tablename__ = "service_requests"
+    __table_args__ = (
+        CheckConstraint(_in("status", SR_STATUSES), name="status"),
+        CheckConstraint("csat IS NULL OR (csat >= 1 AND csat <= 5)", name="csat"),
+        Index("ix_service_requests_customer_status", "customer_id", "status"),
+        Index("ix_service_requests_assignee_status", "assigned_to_id", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"))
+    interaction_id: Mapped[int | None] = mapped_column(
+        ForeignKey("interactions.id", ondelete="SET NULL")
+    )
+    title: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16), default="new")
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    assigned_to_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    csat: Mapped[int | None]
+    feedback: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    transitions: Mapped[list[ServiceRequestTransition]] = relationship(
+        cascade="all, delete-orphan", order_by="ServiceRequestTransition.id"
+    )
+
+
+class ServiceRequestTransition(Base):
+    """Who moved a service request from one status to another, and when."""
+
+    __tablename__ = "service_request_transitions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    service_request_id: Mapped[int] = mapped_column(
+        ForeignKey("service_requests.id", ondelete="CASCADE"), index=True
+    )
+    from_status: Mapped[str | None] = mapped_column(String(16))
+    to_status: Mapped[str] = mapped_column(String(16))
+    actor_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    note: Mapped[str | None] = mapped_column(Text)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class AuditEntry(Base):
+    """Who changed what; written in the same transaction as the change."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    actor_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    # Kept as text too, so the log still reads after a user is deleted.
+    actor: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(64))
+    entity: Mapped[str] = mapped_column(String(32))
+    entity_id: Mapped[str | None] = mapped_column(String(64))
+    details: Mapped[dict[str, Any] | None] = mapped_column(JSON)

@@ -1,0 +1,108 @@
+"""Alembic migrations: a fresh upgrade matches the models exactly, on both backends."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import inspect, text
+from sqlalchemy.engine import Connection
+
+from crm_store import migrate
+from crm_store.database import make_engine
+from crm_store.errors import StoreError
+from crm_store.models import Base
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+async def _on_connection(url: str, work: Any) -> Any:
+    engine = make_engine(url)
+    try:
+        async with engine.begin() as conn:
+            return await conn.run_sync(work)
+    finally:
+        await engine.dispose()
+
+
+def _diff(connection: Connection) -> list[Any]:
+    context = MigrationContext.configure(connection, opts={"compare_type": True})
+    return list(compare_metadata(context, Base.metadata))
+
+
+async def test_fresh_upgrade_matches_the_models(fresh_url: str) -> None:
+    assert await migrate.current_revision(fresh_url) is None
+    assert not await migrate.is_up_to_date(fresh_url)
+    await migrate.upgrade(fresh_url)
+    assert await migrate.current_revision(fresh_url) == migrate.head_revision() == "0001"
+    assert await migrate.is_up_to_date(fresh_url)
+    assert await _on_connection(fresh_url, _diff) == []
+
+
+async def test_ensure_schema_applies_once(fresh_url: str) -> None:
+    assert await migrate.ensure_schema(fresh_url) is True
+    assert await migrate.ensure_schema(fresh_url) is False
+    assert await migrate.is_up_to_date(fresh_url)
+
+
+async def test_downgrade_to_base_and_back(fresh_url: str) -> None:
+    await migrate.upgrade(fresh_url)
+
+    def down(connection: Connection) -> list[str]:
+        command.downgrade(migrate.alembic_config(fresh_url, connection), "base")
+        return sorted(inspect(connection).get_table_names())
+
+    assert await _on_connection(fresh_url, down) == ["alembic_version"]
+    assert await migrate.current_revision(fresh_url) is None
+    assert await migrate.ensure_schema(fresh_url) is True
+    assert await _on_connection(fresh_url, _diff) == []
+
+
+async def test_refuses_tables_without_history(fresh_url: str) -> None:
+    def create_all(connection: Connection) -> None:
+        Base.metadata.create_all(connection)
+
+    await _on_connection(fresh_url, create_all)
+    with pytest.raises(StoreError, match="no migration history"):
+        await migrate.ensure_schema(fresh_url)
+
+
+async def test_refuses_a_revision_from_the_future(fresh_url: str) -> None:
+    await migrate.upgrade(fresh_url)
+
+    def bump(connection: Connection) -> None:
+        connection.execute(text("UPDATE alembic_version SET version_num = 'ffff9999'"))
+
+    await _on_connection(fresh_url, bump)
+    assert not await migrate.is_up_to_date(fresh_url)
+    with pytest.raises(StoreError, match="unknown to this release"):
+        await migrate.ensure_schema(fresh_url)
+
+
+def test_command_line_from_another_directory(tmp_path: Path) -> None:
+    """The migrations are found through the package, not the working directory."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'cli.db'}"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    run = [sys.executable, "-m", "crm_store.migrate"]
+    check = subprocess.run([*run, "check", url], cwd=tmp_path, env=env, capture_output=True)
+    assert check.returncode == 1, check.stderr
+    done = subprocess.run(
+        [*run, "upgrade", url], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    assert "at 0001" in done.stdout
+    check = subprocess.run([*run, "check", url], cwd=tmp_path, env=env, capture_output=True)
+    assert check.returncode == 0, check.stderr
+
+
+async def test_store_fixture_is_migrated(store: Any) -> None:
+    assert await migrate.is_up_to_date(store.engine.url.render_as_string(hide_password=False))
