@@ -16,12 +16,24 @@ from datetime import UTC, datetime
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from contact_center.auth.ratelimit import LoginRateLimiter
+from contact_center.auth.sessions import SessionStore
 from contact_center.bus import EventBus
 from contact_center.config import Config
 from contact_center.health import HealthRegistry
 from contact_center.keys import DAEMON
 from contact_center.metrics import Metrics
-from contact_center.web import home, system
+from contact_center.web import (
+    api_customers,
+    api_interactions,
+    api_service_requests,
+    api_users,
+    auth,
+    home,
+    openapi,
+    system,
+)
+from contact_center.web.errors import error_middleware
 from contact_center.web.routes import add_routes
 from crm_store import migrate
 from crm_store.database import describe_database, make_engine, make_sessionmaker
@@ -45,9 +57,13 @@ class Daemon:
     sessionmaker: async_sessionmaker[AsyncSession] | None = None
     database_detail: str = ""
     metrics: Metrics = field(init=False)
+    sessions: SessionStore = field(init=False)
+    login_limiter: LoginRateLimiter = field(init=False)
 
     def __post_init__(self) -> None:
         self.metrics = Metrics(self.health, self.bus)
+        self.sessions = SessionStore(self.config.auth.session_hours * 3600)
+        self.login_limiter = LoginRateLimiter(self.config.auth.login_attempts_per_minute)
 
 
 # --- components ---------------------------------------------------------------
@@ -172,7 +188,8 @@ async def metrics_middleware(
 def make_app(config: Config) -> web.Application:
     """The daemon as an aiohttp application: components, routes, subscriptions."""
     daemon = Daemon(config)
-    app = web.Application(middlewares=[metrics_middleware])
+    # Outermost first: every request is counted, errors become JSON, then roles are checked.
+    app = web.Application(middlewares=[metrics_middleware, error_middleware, auth.auth_middleware])
     app[DAEMON] = daemon
 
     # Start order; aiohttp stops them in reverse (channels first, database last).
@@ -190,4 +207,10 @@ def make_app(config: Config) -> web.Application:
 
     add_routes(app, home.ROUTES)
     add_routes(app, system.ROUTES)
+    add_routes(app, auth.ROUTES)
+    add_routes(app, api_customers.ROUTES)
+    add_routes(app, api_interactions.ROUTES)
+    add_routes(app, api_service_requests.ROUTES)
+    add_routes(app, api_users.ROUTES)
+    add_routes(app, openapi.ROUTES)
     return app

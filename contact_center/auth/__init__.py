@@ -1,0 +1,1 @@
+"""Who is logged in, and how often they may try: web sessions and the login rate limit."""

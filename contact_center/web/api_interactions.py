@@ -1,0 +1,74 @@
+"""`/api/v1/interactions`: read one, its messages, and the agent's wrap-up."""
+
+from __future__ import annotations
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field
+
+from contact_center.keys import DAEMON
+from contact_center.web.context import actor_of, transaction
+from contact_center.web.errors import ApiError, path_int, read_body
+from contact_center.web.routes import ANY_USER, RouteSpec
+from contact_center.web.serialize import interaction_json, message_json
+from crm_store import audit, interactions
+
+
+class WrapUp(BaseModel):
+    """What the agent records when the contact is over."""
+
+    model_config = ConfigDict(extra="forbid")
+    disposition: str = Field(min_length=1, max_length=64)
+    notes: str | None = Field(default=None, max_length=10_000)
+    customer_id: int | None = Field(default=None, ge=1)
+
+
+async def read(request: web.Request) -> web.Response:
+    """One interaction (any channel)."""
+    interaction_id = path_int(request, "interaction_id")
+    async with transaction(request) as db:
+        ix = await interactions.get_interaction(db, interaction_id)
+        payload = interaction_json(ix)
+    return web.json_response(payload)
+
+
+async def messages(request: web.Request) -> web.Response:
+    """The email, SMS or chat messages of an interaction, oldest first."""
+    interaction_id = path_int(request, "interaction_id")
+    async with transaction(request) as db:
+        await interactions.get_interaction(db, interaction_id)
+        found = await interactions.list_messages(db, interaction_id)
+        payload = [message_json(m) for m in found]
+    return web.json_response({"messages": payload})
+
+
+async def wrap_up(request: web.Request) -> web.Response:
+    """Save disposition and notes (and link the customer); agents only on their own."""
+    interaction_id = path_int(request, "interaction_id")
+    body = await read_body(request, WrapUp)
+    dispositions = request.app[DAEMON].config.routing.dispositions
+    if body.disposition not in dispositions:
+        raise ApiError(
+            400,
+            "request.invalid",
+            f"disposition: expected one of {', '.join(dispositions)}, got {body.disposition!r}",
+        )
+    actor = actor_of(request)
+    fields: dict[str, object] = {"disposition": body.disposition, "notes": body.notes}
+    if body.customer_id is not None:
+        fields["customer_id"] = body.customer_id
+    async with transaction(request) as db:
+        ix = await interactions.get_interaction(db, interaction_id)
+        if actor.role == "agent" and ix.agent_id != actor.user_id:
+            raise ApiError(403, "auth.forbidden", "an agent wraps up only their own contacts")
+        ix = await interactions.update_interaction(db, interaction_id, **fields)
+        await audit.record(db, actor, "interaction.wrapped_up", "interaction", ix.id, fields)
+        payload = interaction_json(ix)
+    return web.json_response(payload)
+
+
+BASE = "/api/v1/interactions/{interaction_id}"
+ROUTES = [
+    RouteSpec("GET", BASE, read, ANY_USER, "Read an interaction"),
+    RouteSpec("GET", BASE + "/messages", messages, ANY_USER, "Messages of an interaction"),
+    RouteSpec("POST", BASE + "/wrap-up", wrap_up, ANY_USER, "Wrap up a contact", body=WrapUp),
+]

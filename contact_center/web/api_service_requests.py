@@ -1,0 +1,161 @@
+"""`/api/v1/service-requests`: create -> assign -> in progress -> feedback -> archived.
+
+The store enforces the workflow and who may move a request; handlers only translate.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field
+
+from contact_center.web.context import actor_of, transaction
+from contact_center.web.errors import ApiError, path_int, query_int, read_body
+from contact_center.web.routes import ANY_USER, SUPERVISORS, RouteSpec
+from contact_center.web.serialize import service_request_json
+from crm_store import service_requests as srs
+from crm_store import users
+from crm_store.models import ServiceRequest
+
+
+class RequestCreate(BaseModel):
+    """A new service request for a customer."""
+
+    model_config = ConfigDict(extra="forbid")
+    customer_id: int = Field(ge=1)
+    title: str = Field(min_length=1, max_length=200)
+    description: str | None = Field(default=None, max_length=10_000)
+    interaction_id: int | None = Field(default=None, ge=1)
+
+
+class Assign(BaseModel):
+    """Give the request to an agent (a supervisor's move)."""
+
+    model_config = ConfigDict(extra="forbid")
+    assignee: str = Field(min_length=1, max_length=64)
+    note: str | None = Field(default=None, max_length=2_000)
+
+
+class Note(BaseModel):
+    """An optional note on a transition."""
+
+    model_config = ConfigDict(extra="forbid")
+    note: str | None = Field(default=None, max_length=2_000)
+
+
+class Feedback(BaseModel):
+    """The customer's satisfaction: 3 stars or more archives the request."""
+
+    model_config = ConfigDict(extra="forbid")
+    csat: int = Field(ge=1, le=5)
+    comment: str | None = Field(default=None, max_length=2_000)
+
+
+def _full(sr: ServiceRequest) -> dict[str, object]:
+    return service_request_json(sr, transitions=list(sr.transitions))
+
+
+async def list_requests(request: web.Request) -> web.Response:
+    """Requests by status/customer; an agent sees the ones assigned to them."""
+    actor = actor_of(request)
+    limit = query_int(request, "limit", 100, high=500)
+    statuses = [s for s in request.query.get("status", "").split(",") if s] or None
+    customer = request.query.get("customer_id")
+    customer_id = query_int(request, "customer_id", 0, high=2**62) if customer else None
+    mine = actor.role == "agent" or request.query.get("mine") in ("1", "true")
+    assigned_to_id = actor.user_id if mine and customer_id is None else None
+    async with transaction(request) as db:
+        found = await srs.list_service_requests(
+            db,
+            customer_id=customer_id,
+            assigned_to_id=assigned_to_id,
+            statuses=statuses,
+            limit=limit,
+        )
+        payload = [_full(sr) for sr in found]
+    return web.json_response({"service_requests": payload})
+
+
+async def create(request: web.Request) -> web.Response:
+    """Open a request (status new)."""
+    body = await read_body(request, RequestCreate)
+    async with transaction(request) as db:
+        sr = await srs.create_service_request(db, **body.model_dump(), actor=actor_of(request))
+        sr = await srs.get_service_request(db, sr.id)
+        payload = _full(sr)
+    return web.json_response(payload, status=201)
+
+
+async def read(request: web.Request) -> web.Response:
+    """One request with its transitions."""
+    sr_id = path_int(request, "sr_id")
+    async with transaction(request) as db:
+        payload = _full(await srs.get_service_request(db, sr_id))
+    return web.json_response(payload)
+
+
+async def assign(request: web.Request) -> web.Response:
+    """Assign (or reassign) to an agent."""
+    sr_id = path_int(request, "sr_id")
+    body = await read_body(request, Assign)
+    async with transaction(request) as db:
+        assignee = await users.get_user_by_username(db, body.assignee)
+        if assignee is None or not assignee.is_active:
+            raise ApiError(404, "store.not_found", f"no active user {body.assignee!r}")
+        sr = await srs.assign(db, sr_id, assignee.id, actor=actor_of(request), note=body.note)
+        payload = _full(await srs.get_service_request(db, sr.id))
+    return web.json_response(payload)
+
+
+async def start(request: web.Request) -> web.Response:
+    """The assignee starts working on it."""
+    sr_id = path_int(request, "sr_id")
+    async with transaction(request) as db:
+        sr = await srs.start(db, sr_id, actor=actor_of(request))
+        payload = _full(await srs.get_service_request(db, sr.id))
+    return web.json_response(payload)
+
+
+async def request_feedback(request: web.Request) -> web.Response:
+    """Work done: ask the customer for feedback."""
+    sr_id = path_int(request, "sr_id")
+    body = await read_body(request, Note)
+    async with transaction(request) as db:
+        sr = await srs.request_feedback(db, sr_id, actor=actor_of(request), note=body.note)
+        payload = _full(await srs.get_service_request(db, sr.id))
+    return web.json_response(payload)
+
+
+async def feedback(request: web.Request) -> web.Response:
+    """Record the customer's CSAT: archived at 3+, back to a supervisor below."""
+    sr_id = path_int(request, "sr_id")
+    body = await read_body(request, Feedback)
+    async with transaction(request) as db:
+        sr = await srs.record_feedback(
+            db, sr_id, body.csat, actor=actor_of(request), comment=body.comment
+        )
+        payload = _full(await srs.get_service_request(db, sr.id))
+    return web.json_response(payload)
+
+
+BASE = "/api/v1/service-requests"
+ONE = BASE + "/{sr_id}"
+ROUTES = [
+    RouteSpec(
+        "GET",
+        BASE,
+        list_requests,
+        ANY_USER,
+        "List service requests",
+        query=("status", "customer_id", "mine", "limit"),
+    ),
+    RouteSpec(
+        "POST", BASE, create, ANY_USER, "Create a service request", body=RequestCreate, status=201
+    ),
+    RouteSpec("GET", ONE, read, ANY_USER, "Read a service request"),
+    RouteSpec("POST", ONE + "/assign", assign, SUPERVISORS, "Assign to an agent", body=Assign),
+    RouteSpec("POST", ONE + "/start", start, ANY_USER, "Start work"),
+    RouteSpec(
+        "POST", ONE + "/request-feedback", request_feedback, ANY_USER, "Ask for feedback", body=Note
+    ),
+    RouteSpec("POST", ONE + "/feedback", feedback, ANY_USER, "Record CSAT", body=Feedback),
+]

@@ -1,0 +1,100 @@
+"""A running daemon app on loopback with one logged-in client per role."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+
+from contact_center.app import make_app
+from contact_center.config import parse_config
+from contact_center.keys import DAEMON
+from crm_store import users
+
+ClientFactory = Callable[..., Awaitable[TestClient[Any, Any]]]
+ServerFactory = Callable[..., Awaitable[TestServer]]
+
+PASSWORDS = {"admin": "admin-pass-1", "supervisor": "super-pass-1", "agent": "agent-pass-1"}
+
+
+def config_for(tmp_path: Path, **sections: Any) -> Any:
+    """A config on a fresh SQLite file under `tmp_path`."""
+    raw: dict[str, Any] = {"database": {"url": f"sqlite+aiosqlite:///{tmp_path}/cc.db"}}
+    raw.update(sections)
+    return parse_config(raw, {})
+
+
+@dataclass
+class Api:
+    """The app, its server, and a way to get logged-in clients."""
+
+    app: web.Application
+    server: TestServer
+    new_client: ClientFactory
+    user_ids: dict[str, int]
+
+    async def anonymous(self) -> TestClient[Any, Any]:
+        """A client with its own cookie jar, not logged in."""
+        return await self.new_client(self.server)
+
+    async def login(self, username: str) -> Session:
+        """A client logged in as `username` (one of PASSWORDS, or created with agent-pass-1)."""
+        client = await self.anonymous()
+        password = PASSWORDS.get(username, "agent-pass-1")
+        response = await client.post(
+            "/api/v1/auth/login", json={"username": username, "password": password}
+        )
+        assert response.status == 200, await response.text()
+        body = await response.json()
+        return Session(client, body["csrf_token"], body["user"])
+
+
+@dataclass
+class Session:
+    """A logged-in client that sends its CSRF token on changes."""
+
+    client: TestClient[Any, Any]
+    csrf: str
+    user: dict[str, Any]
+
+    def _headers(self) -> dict[str, str]:
+        return {"X-CSRF-Token": self.csrf}
+
+    async def get(self, path: str, **kw: Any) -> Any:
+        return await self.client.get(path, **kw)
+
+    async def post(self, path: str, json: Any = None, **kw: Any) -> Any:
+        return await self.client.post(path, json=json, headers=self._headers(), **kw)
+
+    async def patch(self, path: str, json: Any = None, **kw: Any) -> Any:
+        return await self.client.patch(path, json=json, headers=self._headers(), **kw)
+
+    async def delete(self, path: str, **kw: Any) -> Any:
+        return await self.client.delete(path, headers=self._headers(), **kw)
+
+
+async def start_api(
+    tmp_path: Path, server_factory: ServerFactory, client_factory: ClientFactory, **sections: Any
+) -> Api:
+    """Start the daemon app and create an admin, a supervisor and an agent."""
+    app = make_app(config_for(tmp_path, **sections))
+    server = await server_factory(app)
+    sessionmaker = app[DAEMON].sessionmaker
+    assert sessionmaker is not None
+    ids: dict[str, int] = {}
+    async with sessionmaker.begin() as db:
+        for role, password in PASSWORDS.items():
+            user = await users.create_user(
+                db,
+                username=role,
+                role=role,
+                password=password,
+                skills={"billing": 5},
+                device="PJSIP/1001" if role == "agent" else None,
+            )
+            ids[role] = user.id
+    return Api(app, server, client_factory, ids)
