@@ -32,8 +32,10 @@ from contact_center.web import (
     home,
     openapi,
     system,
+    ws,
 )
 from contact_center.web.errors import error_middleware
+from contact_center.web.hub import Hub
 from contact_center.web.routes import add_routes
 from crm_store import migrate
 from crm_store.database import describe_database, make_engine, make_sessionmaker
@@ -59,6 +61,7 @@ class Daemon:
     metrics: Metrics = field(init=False)
     sessions: SessionStore = field(init=False)
     login_limiter: LoginRateLimiter = field(init=False)
+    hub: Hub = field(default_factory=Hub)
 
     def __post_init__(self) -> None:
         self.metrics = Metrics(self.health, self.bus)
@@ -213,4 +216,12 @@ def make_app(config: Config) -> web.Application:
     add_routes(app, api_service_requests.ROUTES)
     add_routes(app, api_users.ROUTES)
     add_routes(app, openapi.ROUTES)
+    add_routes(app, ws.ROUTES)
+
+    async def close_websockets(_app: web.Application) -> None:
+        await daemon.hub.close_all()
+
+    # Before the cleanup contexts: browsers are told to reconnect, then the store closes.
+    app.on_shutdown.append(close_websockets)
+    ws.add_ws_messages(app, ws.MESSAGES)
     return app

@@ -48,6 +48,12 @@ class PasswordChange(BaseModel):
     password: str = Field(min_length=1, max_length=1024)
 
 
+def _end_sessions(request: web.Request, user_id: int) -> None:
+    daemon = request.app[DAEMON]
+    daemon.sessions.revoke_user(user_id)
+    daemon.hub.end_user(user_id)
+
+
 async def list_all(request: web.Request) -> web.Response:
     """Every user, active or not."""
     async with transaction(request) as db:
@@ -76,7 +82,7 @@ async def update(request: web.Request) -> web.Response:
         )
         payload = user_json(user)
     if "role" in fields:
-        request.app[DAEMON].sessions.revoke_user(payload["id"])
+        _end_sessions(request, payload["id"])
     return web.json_response(payload)
 
 
@@ -87,7 +93,7 @@ async def _set_active(request: web.Request, active: bool) -> web.Response:
         )
         payload = user_json(user)
     if not active:
-        request.app[DAEMON].sessions.revoke_user(payload["id"])
+        _end_sessions(request, payload["id"])
     return web.json_response(payload)
 
 
@@ -109,7 +115,7 @@ async def set_password(request: web.Request) -> web.Response:
             db, request.match_info["username"], body.password, actor=actor_of(request)
         )
         payload = user_json(user)
-    request.app[DAEMON].sessions.revoke_user(payload["id"])
+    _end_sessions(request, payload["id"])
     return web.json_response(payload)
 
 

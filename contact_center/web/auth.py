@@ -114,7 +114,10 @@ async def login(request: web.Request) -> web.Response:
 async def logout(request: web.Request) -> web.Response:
     """End this browser's session."""
     session = current_session(request)
-    request.app[DAEMON].sessions.revoke(session.token)
+    daemon = request.app[DAEMON]
+    daemon.sessions.revoke(session.token)
+    if not any(s.user_id == session.user_id for s in daemon.sessions.live(time.time())):
+        daemon.hub.end_user(session.user_id)
     response = web.json_response({"logged_out": True})
     response.del_cookie(COOKIE_NAME, path="/")
     return response

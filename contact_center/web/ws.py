@@ -1,0 +1,181 @@
+"""`/ws/agent` and `/ws/supervisor`: the live channel to the browser.
+
+Server -> browser messages go through the hub (bounded per client). Browser -> server
+messages are JSON objects with a `type`; every type declares the roles that may send
+it, like HTTP routes, and is answered with `{"type": "reply", "ref": <its id>, ...}`.
+The message schema is documented in docs/websocket.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from aiohttp import WSMsgType, web
+
+from contact_center.keys import DAEMON
+from contact_center.web.context import current_session
+from contact_center.web.errors import ApiError
+from contact_center.web.hub import Client
+from contact_center.web.routes import ANY_USER, SUPERVISORS, RouteSpec
+
+log = logging.getLogger(__name__)
+
+HEARTBEAT_SECONDS = 20.0
+MAX_MESSAGE_BYTES = 64 * 1024
+
+WsHandler = Callable[["WsContext", dict[str, Any]], Awaitable[dict[str, Any] | None]]
+OnConnect = Callable[["WsContext"], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class WsContext:
+    """What an inbound-message handler knows: the app, the client, its user."""
+
+    app: web.Application
+    client: Client
+
+
+@dataclass(frozen=True)
+class WsMessageSpec:
+    """One browser -> server message type and the roles allowed to send it."""
+
+    type: str
+    roles: frozenset[str]
+    handler: WsHandler
+    summary: str
+
+
+WS_MESSAGES: web.AppKey[dict[str, WsMessageSpec]] = web.AppKey("ws_messages", dict)
+WS_ON_CONNECT: web.AppKey[list[OnConnect]] = web.AppKey("ws_on_connect", list)
+
+
+def add_ws_messages(app: web.Application, specs: Iterable[WsMessageSpec]) -> None:
+    """Register inbound message types (each with its roles)."""
+    if WS_MESSAGES not in app:
+        app[WS_MESSAGES] = {}
+    for spec in specs:
+        if not spec.roles:
+            raise ValueError(f"websocket message {spec.type!r}: no roles declared")
+        if spec.type in app[WS_MESSAGES]:
+            raise ValueError(f"websocket message {spec.type!r} registered twice")
+        app[WS_MESSAGES][spec.type] = spec
+
+
+def on_connect(app: web.Application, callback: OnConnect) -> None:
+    """Run `callback` for each new socket (to send the current state, say)."""
+    if WS_ON_CONNECT not in app:
+        app[WS_ON_CONNECT] = []
+    app[WS_ON_CONNECT].append(callback)
+
+
+def _same_origin(request: web.Request) -> bool:
+    # Browsers always send Origin on WebSocket upgrades; a page on another site must
+    # not ride the agent's cookie into this socket.
+    origin = request.headers.get("Origin")
+    if origin is None:
+        return True  # not a browser (CLI tools, tests): the cookie is still required
+    return urlsplit(origin).netloc == request.host
+
+
+async def _serve(request: web.Request, kind: str) -> web.StreamResponse:
+    session = current_session(request)
+    if not _same_origin(request):
+        raise ApiError(403, "auth.origin", "websocket from another origin refused")
+    daemon = request.app[DAEMON]
+    ws = web.WebSocketResponse(heartbeat=HEARTBEAT_SECONDS, max_msg_size=MAX_MESSAGE_BYTES)
+    await ws.prepare(request)
+    hub = daemon.hub
+    client = hub.connect(
+        ws, user_id=session.user_id, username=session.username, role=session.role, kind=kind
+    )
+    writer = asyncio.create_task(hub.writer(client), name=f"ws-writer-{client.id}")
+    context = WsContext(request.app, client)
+    try:
+        hub.to_client(
+            client,
+            {
+                "type": "hello",
+                "channel": kind,
+                "user": session.public()["user"],
+                "server_time": time.time(),
+                "heartbeat_seconds": HEARTBEAT_SECONDS,
+            },
+        )
+        for callback in request.app.get(WS_ON_CONNECT, []):
+            await callback(context)
+        async for message in ws:
+            if message.type == WSMsgType.TEXT:
+                reply = await _handle(request, context, message.data)
+                hub.to_client(client, reply)
+            elif message.type == WSMsgType.ERROR:
+                break
+    finally:
+        hub.disconnect(client)
+        await writer
+    return ws
+
+
+async def _handle(request: web.Request, context: WsContext, data: str) -> dict[str, Any]:
+    try:
+        parsed = json.loads(data)
+    except json.JSONDecodeError:
+        return _error(None, "request.json", "the message is not valid JSON")
+    if not isinstance(parsed, dict) or not isinstance(parsed.get("type"), str):
+        return _error(None, "request.invalid", 'a message is an object with a "type"')
+    ref = parsed.get("id")
+    daemon = request.app[DAEMON]
+    cookie_session = daemon.sessions.get(request.cookies.get("cc_session"), time.time())
+    if cookie_session is None:
+        # Logged out or expired since the socket opened: stop serving it.
+        await context.client.ws.close(code=4001, message=b"session ended")
+        return _error(ref, "auth.required", "log in first")
+    spec = request.app.get(WS_MESSAGES, {}).get(parsed["type"])
+    if spec is None:
+        return _error(ref, "request.unknown_type", f"unknown message type {parsed['type']!r}")
+    if context.client.role not in spec.roles:
+        return _error(ref, "auth.forbidden", f"a {context.client.role} may not send {spec.type}")
+    try:
+        result = await spec.handler(context, parsed)
+    except ApiError as exc:
+        return _error(ref, exc.error_id, exc.message)
+    except Exception as exc:
+        from crm_store.errors import StoreError
+
+        if isinstance(exc, StoreError):
+            return _error(ref, exc.error_id, exc.message)
+        log.exception("websocket message %s failed", spec.type)
+        return _error(ref, "internal", "internal error; the daemon log has the details")
+    return {"type": "reply", "ref": ref, "ok": True, "result": result}
+
+
+def _error(ref: Any, error_id: str, message: str) -> dict[str, Any]:
+    return {"type": "reply", "ref": ref, "ok": False, "error": {"id": error_id, "message": message}}
+
+
+async def agent_socket(request: web.Request) -> web.StreamResponse:
+    """The agent desktop's live channel: offers, screen pops, own state."""
+    return await _serve(request, "agent")
+
+
+async def supervisor_socket(request: web.Request) -> web.StreamResponse:
+    """The wallboard's live channel: queue and agent figures."""
+    return await _serve(request, "supervisor")
+
+
+async def ping(context: WsContext, message: dict[str, Any]) -> dict[str, Any]:
+    """Application-level ping (the browser cannot see protocol pings)."""
+    return {"pong": time.time()}
+
+
+ROUTES = [
+    RouteSpec("GET", "/ws/agent", agent_socket, ANY_USER, "Agent desktop WebSocket"),
+    RouteSpec("GET", "/ws/supervisor", supervisor_socket, SUPERVISORS, "Wallboard WebSocket"),
+]
+MESSAGES = [WsMessageSpec("ping", ANY_USER, ping, "Answered with a pong")]
