@@ -26,6 +26,7 @@ from contact_center.metrics import Metrics
 from contact_center.web import (
     api_customers,
     api_interactions,
+    api_screen_pop,
     api_service_requests,
     api_users,
     auth,
@@ -39,6 +40,7 @@ from contact_center.web.hub import Hub
 from contact_center.web.routes import add_routes
 from crm_store import migrate
 from crm_store.database import describe_database, make_engine, make_sessionmaker
+from crm_store.screen_pop import ScreenPopReader
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +60,7 @@ class Daemon:
     engine: AsyncEngine | None = None
     sessionmaker: async_sessionmaker[AsyncSession] | None = None
     database_detail: str = ""
+    screen_pops: ScreenPopReader | None = None
     metrics: Metrics = field(init=False)
     sessions: SessionStore = field(init=False)
     login_limiter: LoginRateLimiter = field(init=False)
@@ -90,8 +93,13 @@ def database_component(daemon: Daemon) -> Callable[[web.Application], AsyncItera
             )
         daemon.engine = make_engine(url, echo=daemon.config.database.echo)
         daemon.sessionmaker = make_sessionmaker(daemon.engine)
+        # The hot read path of every offered contact: its own connection (see screen_pop).
+        daemon.screen_pops = await ScreenPopReader.open(
+            url, daemon.engine, default_region=daemon.config.database.default_region
+        )
         daemon.health.set("database", "up", daemon.database_detail)
         yield
+        await daemon.screen_pops.close()
         # Runs after the web server has stopped taking requests and finished the
         # in-flight ones, so no write is cut in half.
         await daemon.engine.dispose()
@@ -213,6 +221,7 @@ def make_app(config: Config) -> web.Application:
     add_routes(app, auth.ROUTES)
     add_routes(app, api_customers.ROUTES)
     add_routes(app, api_interactions.ROUTES)
+    add_routes(app, api_screen_pop.ROUTES)
     add_routes(app, api_service_requests.ROUTES)
     add_routes(app, api_users.ROUTES)
     add_routes(app, openapi.ROUTES)

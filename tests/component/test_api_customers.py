@@ -126,3 +126,29 @@ async def test_timeline_is_newest_first_and_paged(api: Api) -> None:
     bad = await agent.get(url, params={"limit": "0"})
     assert bad.status == 400
     assert (await bad.json())["error"]["id"] == "request.query"
+
+
+async def test_screen_pop_by_any_phone_format_sees_fresh_writes(api: Api) -> None:
+    agent = await api.login("agent")
+    unknown = await (
+        await agent.get("/api/v1/screen-pop", params={"phone": "020 7946 0018"})
+    ).json()
+    assert unknown["customer"] is None
+    assert unknown["key"] == "+442079460018"
+    created = await _create(api)
+    sessionmaker = api.app[DAEMON].sessionmaker
+    assert sessionmaker is not None
+    async with sessionmaker.begin() as db:
+        await interactions.record_interaction(
+            db,
+            channel="sms",
+            customer_id=int(created["id"]),  # type: ignore[call-overload]
+        )
+    pop = await (await agent.get("/api/v1/screen-pop", params={"phone": "+44 20 7946 0018"})).json()
+    assert pop["customer"]["name"] == "Zoë Martin"
+    assert [i["channel"] for i in pop["interactions"]] == ["sms"]
+    by_email = await (await agent.get("/api/v1/screen-pop?email=ZOE@example.com")).json()
+    assert by_email["customer"]["id"] == created["id"]
+    anonymous = await (await agent.get("/api/v1/screen-pop?phone=anonymous")).json()
+    assert anonymous["customer"] is None
+    assert (await agent.get("/api/v1/screen-pop")).status == 400
