@@ -32,6 +32,7 @@ from contact_center.web import (
     auth,
     home,
     openapi,
+    pages,
     system,
     ws,
 )
@@ -226,6 +227,7 @@ def make_app(config: Config) -> web.Application:
     add_routes(app, api_users.ROUTES)
     add_routes(app, openapi.ROUTES)
     add_routes(app, ws.ROUTES)
+    add_routes(app, pages.ROUTES)
 
     async def close_websockets(_app: web.Application) -> None:
         await daemon.hub.close_all()

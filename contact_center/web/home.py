@@ -34,6 +34,8 @@ async def home(request: web.Request) -> web.Response:
 </style></head>
 <body>
 <h1>Contact center <small style="color:#888">{escape(__version__)}</small></h1>
+<p><a href="/login">Log in</a> to the <a href="/desktop">agent desktop</a> or the
+<a href="/wallboard">supervisor wallboard</a>.</p>
 <h2>Components</h2>
 <table><tr><th>component</th><th>state</th><th>detail</th><th>last error</th></tr>
 {rows}
@@ -43,6 +45,7 @@ async def home(request: web.Request) -> web.Response:
  <li><a href="/status"><code>/status</code></a>: the same, as JSON</li>
  <li><a href="/healthz"><code>/healthz</code></a>: liveness</li>
  <li><a href="/metrics"><code>/metrics</code></a>: Prometheus metrics</li>
+ <li><a href="/api/v1/openapi.json"><code>/api/v1/openapi.json</code></a>: the JSON API</li>
 </ul>
 </body></html>"""
     return web.Response(text=page, content_type="text/html")

@@ -1,0 +1,275 @@
+// The agent desktop: status, offers with a countdown, the screen pop, call controls,
+// wrap-up, and the agent's service requests. Messages: see the README's WebSocket section.
+import { call, whoAmI, el, duration, LiveSocket, ApiError } from "/static/api.js";
+
+const $ = (id) => document.getElementById(id);
+const state = {
+  me: null, settings: null, agent: null, offers: new Map(), contact: null, pop: null,
+  stateSince: Date.now() / 1000, wrapUpUntil: null, clockSkew: 0,
+};
+let socket = null;
+
+function now() { return Date.now() / 1000 + state.clockSkew; }
+
+async function start() {
+  state.me = await whoAmI();
+  state.settings = await call("GET", "/api/v1/settings");
+  $("agent-name").textContent = state.me.display_name;
+  const select = $("status-select");
+  for (const reason of state.settings.reason_codes) {
+    select.append(el("option", { value: "not_ready:" + reason }, "Not ready: " + reason));
+  }
+  for (const d of state.settings.dispositions) $("disposition").append(el("option", { value: d }, d));
+  select.addEventListener("change", onStatusChange);
+  $("logout").addEventListener("click", logout);
+  $("search-form").addEventListener("submit", (e) => { e.preventDefault(); search(); });
+  $("dial-form").addEventListener("submit", (e) => { e.preventDefault(); dial($("dial-number").value); });
+  $("wrap-up-form").addEventListener("submit", (e) => { e.preventDefault(); saveWrapUp(); });
+  $("hold").addEventListener("click", () => callAction("hold"));
+  $("unhold").addEventListener("click", () => callAction("unhold"));
+  $("hangup").addEventListener("click", () => callAction("hangup"));
+  $("transfer").addEventListener("click", () => callAction("transfer", $("transfer-target").value));
+  socket = new LiveSocket("/ws/agent", { onMessage, onState: showConnection });
+  setInterval(tick, 250);
+  loadMyRequests();
+}
+
+function showConnection(up) {
+  const badge = $("connection");
+  badge.textContent = up ? "connected" : "disconnected: reconnecting…";
+  badge.className = "conn " + (up ? "up" : "down");
+}
+
+function onMessage(message) {
+  switch (message.type) {
+    case "hello": state.clockSkew = message.server_time - Date.now() / 1000; break;
+    case "agent_state": showAgentState(message); break;
+    case "offer": addOffer(message); break;
+    case "offer_ended": removeOffer(message.offer_id); break;
+    case "contact": showContact(message); break;
+    case "service_requests_changed": loadMyRequests(); break;
+  }
+}
+
+function showAgentState(agent) {
+  state.agent = agent;
+  state.stateSince = agent.since;
+  state.wrapUpUntil = agent.wrap_up_until || null;
+  const value = agent.status === "not_ready" ? "not_ready:" + (agent.reason || "") : agent.status;
+  const select = $("status-select");
+  if (![...select.options].some((o) => o.value === value)) {
+    select.append(el("option", { value }, "Not ready: " + agent.reason));
+  }
+  select.value = value;
+  const activity = $("activity");
+  activity.textContent = agent.activity.replace("_", " ");
+  activity.dataset.activity = agent.activity;
+}
+
+async function onStatusChange() {
+  const [status, reason] = $("status-select").value.split(":");
+  try { await socket.request("set_status", { status, reason: reason || null }); }
+  catch (e) { alert(e.message); }
+}
+
+function addOffer(offer) {
+  state.offers.set(offer.offer_id, offer);
+  renderOffers();
+  if (offer.pop) showPop(offer.pop, offer);
+}
+
+function removeOffer(offerId) {
+  state.offers.delete(offerId);
+  renderOffers();
+}
+
+function renderOffers() {
+  const box = $("offers");
+  box.replaceChildren();
+  if (!state.offers.size) { box.append(el("p", { class: "muted", id: "no-offers" }, "No offer right now.")); return; }
+  for (const offer of state.offers.values()) {
+    const why = offer.explanation || {};
+    box.append(el("div", { class: "offer", "data-offer": offer.offer_id },
+      el("strong", {}, `${offer.channel} · ${offer.queue}`), " ",
+      el("span", {}, offer.address || ""), " ",
+      el("span", { class: "countdown", "data-expires": offer.expires_at }, ""),
+      el("div", { class: "muted why" }, explain(why)),
+      el("button", { class: "primary accept", onclick: () => respond("accept_offer", offer) }, "Accept"), " ",
+      el("button", { class: "reject", onclick: () => respond("reject_offer", offer) }, "Reject")));
+  }
+}
+
+function explain(why) {
+  if (!why || !why.queue) return "";
+  const skills = Object.entries(why.skills_matched || {}).map(([s, l]) => `${s} ${l}`).join(", ");
+  return `Queue ${why.queue}, step ${why.step ?? 0}; skills ${skills || "none required"}; ` +
+    `waited ${duration(why.wait_seconds || 0)}; you were idle ${duration(why.agent_idle_seconds || 0)}; ` +
+    `priority ${why.priority ?? 0}`;
+}
+
+async function respond(type, offer) {
+  try { await socket.request(type, { offer_id: offer.offer_id }); removeOffer(offer.offer_id); }
+  catch (e) { alert(e.message); }
+}
+
+function showContact(contact) {
+  const box = $("contact");
+  if (contact.state === "ended" || contact.state === "closed") {
+    if (state.contact && state.contact.interaction_id === contact.interaction_id && contact.state === "closed") state.contact = null;
+  }
+  state.contact = contact.state === "closed" ? null : contact;
+  box.replaceChildren();
+  const controls = $("call-controls");
+  if (!state.contact) { box.append(el("p", { class: "muted" }, "No contact.")); controls.classList.add("hidden"); return; }
+  box.append(el("p", { id: "contact-state", "data-state": contact.state },
+    `${contact.channel} · ${contact.address || ""} · ${contact.state}`));
+  const live = contact.channel === "voice" && ["talking", "held"].includes(contact.state);
+  controls.classList.toggle("hidden", !live);
+  $("hold").classList.toggle("hidden", contact.state === "held");
+  $("unhold").classList.toggle("hidden", contact.state !== "held");
+  const wrapping = ["ended", "wrap_up"].includes(contact.state);
+  $("wrap-up-card").classList.toggle("hidden", !wrapping);
+  if (!$("sr-title").value && contact.address) $("sr-title").value = "";
+}
+
+async function callAction(action, target) {
+  if (!state.contact) return;
+  try { await socket.request("call_action", { interaction_id: state.contact.interaction_id, action, target: target || null }); }
+  catch (e) { alert(e.message); }
+}
+
+async function dial(number) {
+  $("dial-error").textContent = "";
+  try { await socket.request("dial", { number }); }
+  catch (e) { $("dial-error").textContent = e.message; }
+}
+
+async function saveWrapUp() {
+  if (!state.contact) return;
+  const id = state.contact.interaction_id;
+  $("wrap-up-error").textContent = "";
+  try {
+    const body = { disposition: $("disposition").value, notes: $("wrap-up-notes").value || null };
+    if (state.pop && state.pop.customer) body.customer_id = state.pop.customer.id;
+    await call("POST", `/api/v1/interactions/${id}/wrap-up`, body);
+    if ($("create-sr").checked && state.pop && state.pop.customer) {
+      await call("POST", "/api/v1/service-requests", {
+        customer_id: state.pop.customer.id, title: $("sr-title").value || "Follow-up", interaction_id: id,
+      });
+    }
+    await socket.request("finish_wrap_up", { interaction_id: id }).catch(() => null);
+    $("wrap-up-notes").value = ""; $("create-sr").checked = false; $("sr-title").value = "";
+    $("wrap-up-card").classList.add("hidden");
+    if (state.pop && state.pop.customer) refreshPop(state.pop.customer.id);
+    loadMyRequests();
+  } catch (e) { $("wrap-up-error").textContent = e.message; }
+}
+
+async function refreshPop(customerId) {
+  const pop = await call("GET", `/api/v1/screen-pop?customer_id=${customerId}`);
+  showPop(pop, state.popContext);
+}
+
+function showPop(pop, context) {
+  state.pop = pop; state.popContext = context || null;
+  const box = $("pop");
+  box.replaceChildren();
+  const ivr = context && context.ivr;
+  if (!pop.customer) {
+    const number = context ? context.address : "";
+    box.append(el("p", { id: "pop-unknown" }, `Unknown ${pop.looked_up_by === "email" ? "sender" : "caller"} ${number || ""}`),
+      createCustomerForm(number, pop.looked_up_by),
+      el("p", { class: "muted" }, "Or find an existing customer on the right and link them."));
+  } else {
+    const c = pop.customer;
+    box.append(
+      el("h3", { id: "pop-name" }, c.name, " ", el("span", { class: `badge tier-${c.tier}`, id: "pop-tier" }, c.tier)),
+      el("p", {}, [c.company, c.language, c.segment].filter(Boolean).join(" · ")),
+      el("p", { id: "pop-contacts" }, pop.contact_points.map((p) =>
+        el("span", {}, p.kind === "phone"
+          ? el("a", { href: "#", onclick: (e) => { e.preventDefault(); dial(p.value); } }, p.value)
+          : p.value, " "))),
+      c.notes ? el("p", { id: "pop-notes" }, "Notes: ", c.notes) : null);
+  }
+  if (ivr && (ivr.path?.length || Object.keys(ivr.inputs || {}).length)) {
+    box.append(el("p", { id: "pop-ivr" }, "IVR: ", (ivr.path || []).join(" → "), " ",
+      Object.entries(ivr.inputs || {}).map(([k, v]) => `${k}=${v}`).join(", ")));
+  }
+  if (context && context.explanation) box.append(el("p", { class: "muted", id: "pop-why" }, "Why you: ", explain(context.explanation)));
+  if (pop.open_requests.length) {
+    box.append(el("h4", {}, "Open service requests"),
+      el("ul", { id: "pop-requests" }, pop.open_requests.map((r) => el("li", {}, `#${r.id} ${r.title} (${r.status})`))));
+  }
+  box.append(el("h4", {}, "History"), el("table", { id: "pop-timeline" }, el("tbody", {}, pop.interactions.map((i) =>
+    el("tr", {}, el("td", {}, new Date(i.started_at).toLocaleString()), el("td", {}, i.channel),
+      el("td", {}, i.disposition || ""), el("td", {}, i.notes || "")))))); 
+}
+
+function createCustomerForm(address, kind) {
+  const name = el("input", { placeholder: "Name", id: "new-customer-name", required: true });
+  const contact = el("input", { value: address || "", id: "new-customer-contact" });
+  const error = el("p", { class: "error" });
+  return el("form", { id: "create-customer", onsubmit: async (e) => {
+    e.preventDefault();
+    try {
+      const body = { name: name.value };
+      body[kind === "email" ? "emails" : "phones"] = contact.value ? [contact.value] : [];
+      const customer = await call("POST", "/api/v1/customers", body);
+      await linkCustomer(customer.id);
+    } catch (err) { error.textContent = err.message; }
+  } }, name, " ", contact, " ", el("button", { type: "submit", class: "primary" }, "Create customer"), error);
+}
+
+async function linkCustomer(customerId) {
+  if (state.contact) {
+    await socket.request("link_customer", { interaction_id: state.contact.interaction_id, customer_id: customerId }).catch(() => null);
+  }
+  await refreshPop(customerId);
+}
+
+async function search() {
+  const rows = $("search-results");
+  rows.replaceChildren();
+  const result = await call("GET", "/api/v1/customers?q=" + encodeURIComponent($("search-q").value));
+  for (const c of result.customers) {
+    rows.append(el("tr", {}, el("td", {}, c.name), el("td", {}, c.company || ""),
+      el("td", {}, c.contact_points.map((p) => p.value).join(", ")),
+      el("td", {}, el("button", { onclick: () => linkCustomer(c.id) }, state.contact ? "Link" : "Open"))));
+  }
+  if (!result.customers.length) rows.append(el("tr", {}, el("td", { class: "muted" }, "Nobody found.")));
+}
+
+async function loadMyRequests() {
+  const rows = $("my-requests");
+  const result = await call("GET", "/api/v1/service-requests?mine=1&status=assigned,in_progress,feedback");
+  rows.replaceChildren();
+  for (const r of result.service_requests) {
+    const next = { assigned: ["start", "Start"], in_progress: ["request-feedback", "Ask feedback"] }[r.status];
+    rows.append(el("tr", { "data-sr": r.id }, el("td", {}, `#${r.id}`), el("td", {}, r.title),
+      el("td", { class: "sr-status" }, r.status),
+      el("td", {}, next ? el("button", { onclick: async () => {
+        try { await call("POST", `/api/v1/service-requests/${r.id}/${next[0]}`, next[0] === "start" ? undefined : {}); loadMyRequests(); }
+        catch (e) { alert(e.message); }
+      } }, next[1]) : "")));
+  }
+  if (!result.service_requests.length) rows.append(el("tr", {}, el("td", { class: "muted" }, "None assigned to you.")));
+}
+
+async function logout() {
+  await call("POST", "/api/v1/auth/logout").catch(() => null);
+  location.href = "/login";
+}
+
+function tick() {
+  $("time-in-state").textContent = duration(now() - state.stateSince);
+  const countdown = $("wrap-up-countdown");
+  if (state.wrapUpUntil && state.agent && state.agent.activity === "wrap_up") {
+    countdown.classList.remove("hidden");
+    countdown.textContent = "wrap-up " + duration(state.wrapUpUntil - now());
+  } else countdown.classList.add("hidden");
+  for (const span of document.querySelectorAll(".countdown[data-expires]")) {
+    span.textContent = duration(Number(span.dataset.expires) - now()) + " left";
+  }
+}
+
+start().catch((e) => { if (!(e instanceof ApiError && e.status === 401)) document.body.prepend(el("p", { class: "error" }, String(e.message || e))); });
