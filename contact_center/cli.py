@@ -345,7 +345,10 @@ def cmd_customers_export(args: argparse.Namespace) -> int:
     count = 0
     to_stdout = args.output in (None, "-")
     # Opened before the event loop starts: a bad path fails before any query runs.
-    out = sys.stdout if to_stdout else open(args.output, "w", encoding="utf-8", newline="")  # noqa: SIM115
+    try:
+        out = sys.stdout if to_stdout else open(args.output, "w", encoding="utf-8", newline="")  # noqa: SIM115
+    except OSError as exc:
+        raise CommandError(f"cannot write {args.output}: {exc.strerror}") from None
 
     async def go(session: Any) -> None:
         nonlocal count
