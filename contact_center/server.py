@@ -49,7 +49,8 @@ async def serve(config: Config, *, ready: asyncio.Event | None = None) -> int:
         )
         # stdout, not the log: this is the line a person starting the daemon looks for.
         print(
-            f"Contact center is up: open {public_url(config, port)} in a browser (Ctrl+C to stop)",
+            f"Contact center is up: open {public_url(config, port)}/login in a browser "
+            "(Ctrl+C to stop)",
             flush=True,
         )
         if ready is not None:
