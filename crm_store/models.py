@@ -268,3 +268,16 @@ class AuditEntry(Base):
     entity: Mapped[str] = mapped_column(String(32))
     entity_id: Mapped[str | None] = mapped_column(String(64))
     details: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+
+class AgentState(Base):
+    """The status an agent (or a supervisor for them) last chose: restored at start-up."""
+
+    __tablename__ = "agent_states"
+
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    status: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str | None] = mapped_column(String(64))
+    since: Mapped[datetime] = mapped_column(default=utcnow)

@@ -43,7 +43,7 @@ async def test_fresh_upgrade_matches_the_models(fresh_url: str) -> None:
     assert await migrate.current_revision(fresh_url) is None
     assert not await migrate.is_up_to_date(fresh_url)
     await migrate.upgrade(fresh_url)
-    assert await migrate.current_revision(fresh_url) == migrate.head_revision() == "0001"
+    assert await migrate.current_revision(fresh_url) == migrate.head_revision() == "0002"
     assert await migrate.is_up_to_date(fresh_url)
     assert await _on_connection(fresh_url, _diff) == []
 
@@ -99,10 +99,38 @@ def test_command_line_from_another_directory(tmp_path: Path) -> None:
         [*run, "upgrade", url], cwd=tmp_path, env=env, capture_output=True, text=True
     )
     assert done.returncode == 0, done.stderr
-    assert "at 0001" in done.stdout
+    assert "at 0002" in done.stdout
     check = subprocess.run([*run, "check", url], cwd=tmp_path, env=env, capture_output=True)
     assert check.returncode == 0, check.stderr
 
 
 async def test_store_fixture_is_migrated(store: Any) -> None:
     assert await migrate.is_up_to_date(store.engine.url.render_as_string(hide_password=False))
+
+
+async def test_upgrade_from_0001_keeps_every_row(fresh_url: str) -> None:
+    from sqlalchemy import text
+
+    from crm_store.database import make_engine
+
+    await migrate.upgrade(fresh_url, "0001")
+    engine = make_engine(fresh_url)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(
+                text(
+                    "INSERT INTO users (id, username, display_name, role, password_hash,"
+                    " is_active, skills, capacities, created_at, updated_at) VALUES (1, 'kept',"
+                    " 'Kept', 'agent', 'x', true, '{}', '{}', CURRENT_TIMESTAMP,"
+                    " CURRENT_TIMESTAMP)"
+                )
+            )
+        await migrate.upgrade(fresh_url)
+        assert await migrate.current_revision(fresh_url) == "0002"
+        async with engine.connect() as conn:
+            names = (await conn.execute(text("SELECT username FROM users"))).scalars().all()
+            states = (await conn.execute(text("SELECT count(*) FROM agent_states"))).scalar()
+        assert list(names) == ["kept"]
+        assert states == 0
+    finally:
+        await engine.dispose()
