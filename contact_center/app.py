@@ -16,16 +16,27 @@ from datetime import UTC, datetime
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from adapters.simulated.pbx import SimulatedPbx
 from contact_center.auth.ratelimit import LoginRateLimiter
 from contact_center.auth.sessions import SessionStore
 from contact_center.bus import EventBus
 from contact_center.config import Config
+from contact_center.events import (
+    ContactAnswered,
+    ContactEnded,
+    ContactHeld,
+    ContactQueued,
+    ContactTransferred,
+    ContactUnheld,
+)
 from contact_center.health import HealthRegistry
 from contact_center.keys import DAEMON
 from contact_center.metrics import Metrics
+from contact_center.telephony import Telephony
 from contact_center.web import (
     api_customers,
     api_interactions,
+    api_routing,
     api_screen_pop,
     api_service_requests,
     api_users,
@@ -42,6 +53,7 @@ from contact_center.web.routes import add_routes
 from crm_store import migrate
 from crm_store.database import describe_database, make_engine, make_sessionmaker
 from crm_store.screen_pop import ScreenPopReader
+from routing.service import RoutingService
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +74,9 @@ class Daemon:
     sessionmaker: async_sessionmaker[AsyncSession] | None = None
     database_detail: str = ""
     screen_pops: ScreenPopReader | None = None
+    telephony: Telephony | None = None
+    simulator: SimulatedPbx | None = None
+    routing: RoutingService | None = None
     metrics: Metrics = field(init=False)
     sessions: SessionStore = field(init=False)
     login_limiter: LoginRateLimiter = field(init=False)
@@ -130,6 +145,12 @@ def pbx_component(daemon: Daemon) -> Callable[[web.Application], AsyncIterator[N
         if mode == "off":
             daemon.health.set("pbx", "disabled", "pbx.mode is off")
         elif mode == "simulated":
+            assert daemon.sessionmaker is not None
+            simulator = SimulatedPbx(
+                daemon.bus, daemon.sessionmaker, region=daemon.config.database.default_region
+            )
+            await simulator.start()
+            daemon.simulator = daemon.telephony = simulator
             daemon.health.set("pbx", "up", "simulated PBX (no Asterisk configured)")
         else:
             ami = daemon.config.pbx.ami
@@ -142,6 +163,36 @@ def pbx_component(daemon: Daemon) -> Callable[[web.Application], AsyncIterator[N
                 error="the Asterisk adapter is not part of this release yet",
             )
         yield
+
+    return ctx
+
+
+def routing_component(daemon: Daemon) -> Callable[[web.Application], AsyncIterator[None]]:
+    """The router: every contact on every channel goes through it."""
+
+    async def ctx(_app: web.Application) -> AsyncIterator[None]:
+        assert daemon.sessionmaker is not None and daemon.screen_pops is not None
+        service = RoutingService(
+            daemon.config,
+            bus=daemon.bus,
+            sessionmaker=daemon.sessionmaker,
+            hub=daemon.hub,
+            screen_pops=daemon.screen_pops,
+            telephony=daemon.telephony,
+        )
+        # The wiring diagram of a contact's life: who hears what.
+        bus = daemon.bus
+        bus.subscribe(ContactQueued, service.on_queued)
+        bus.subscribe(ContactAnswered, service.on_answered)
+        bus.subscribe(ContactHeld, service.on_held)
+        bus.subscribe(ContactUnheld, service.on_unheld)
+        bus.subscribe(ContactTransferred, service.on_transferred)
+        bus.subscribe(ContactEnded, service.on_ended)
+        await service.start()
+        daemon.routing = service
+        yield
+        await service.stop()
+        await daemon.bus.drain()
 
     return ctx
 
@@ -210,6 +261,7 @@ def make_app(config: Config) -> web.Application:
             database_component(daemon),
             bus_component(daemon),
             pbx_component(daemon),
+            routing_component(daemon),
             channels_component(daemon),
         ]
     )
@@ -227,6 +279,9 @@ def make_app(config: Config) -> web.Application:
     add_routes(app, api_users.ROUTES)
     add_routes(app, openapi.ROUTES)
     add_routes(app, ws.ROUTES)
+    add_routes(app, api_routing.ROUTES)
+    ws.add_ws_messages(app, api_routing.MESSAGES)
+    ws.on_connect(app, api_routing.on_connect)
     add_routes(app, pages.ROUTES)
 
     async def close_websockets(_app: web.Application) -> None:

@@ -219,6 +219,17 @@ class Router:
         self._became_lighter(agent, now)
         return self._after_agent_change(agent, now)
 
+    def start_direct(self, contact_id: str, agent_id: int, channel: Channel, now: float) -> None:
+        """The agent started a contact themselves (click-to-dial): it takes capacity."""
+        agent = self._agent(agent_id)
+        agent.active[contact_id] = channel
+        agent.activity_since = now
+        self._bump(agent, now)
+
+    def queues_for_agent(self, agent_id: int) -> list[str]:
+        """The queues whose contacts the agent may take (at some relaxation step)."""
+        return sorted(self._reach.get(agent_id, {}))
+
     def finish_wrap_up(self, agent_id: int, now: float) -> list[Decision]:
         """The agent ended wrap-up early."""
         agent = self._agent(agent_id)

@@ -48,6 +48,13 @@ class PasswordChange(BaseModel):
     password: str = Field(min_length=1, max_length=1024)
 
 
+async def _sync_routing(request: web.Request, user_id: int) -> None:
+    # The router learns about new agents and changed skills without a restart.
+    routing = request.app[DAEMON].routing
+    if routing is not None:
+        await routing.sync_user(user_id)
+
+
 def _end_sessions(request: web.Request, user_id: int) -> None:
     daemon = request.app[DAEMON]
     daemon.sessions.revoke_user(user_id)
@@ -67,6 +74,7 @@ async def create(request: web.Request) -> web.Response:
     async with transaction(request) as db:
         user = await users.create_user(db, **body.model_dump(), actor=actor_of(request))
         payload = user_json(user)
+    await _sync_routing(request, payload["id"])
     return web.json_response(payload, status=201)
 
 
@@ -83,6 +91,7 @@ async def update(request: web.Request) -> web.Response:
         payload = user_json(user)
     if "role" in fields:
         _end_sessions(request, payload["id"])
+    await _sync_routing(request, payload["id"])
     return web.json_response(payload)
 
 
@@ -94,6 +103,7 @@ async def _set_active(request: web.Request, active: bool) -> web.Response:
         payload = user_json(user)
     if not active:
         _end_sessions(request, payload["id"])
+    await _sync_routing(request, payload["id"])
     return web.json_response(payload)
 
 

@@ -21,6 +21,7 @@ from crm_store.errors import (
     PermissionDenied,
     StoreError,
 )
+from routing.router import RoutingError
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +89,8 @@ async def error_middleware(
     except StoreError as exc:
         status = next((s for cls, s in _STORE_STATUS.items() if isinstance(exc, cls)), 400)
         return error_response(status, exc.error_id, exc.message)
+    except RoutingError as exc:
+        return error_response(409, exc.error_id, exc.message)
     except web.HTTPException as exc:
         if not _wants_json(request) or exc.status < 400:
             raise

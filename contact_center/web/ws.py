@@ -24,6 +24,8 @@ from contact_center.web.context import current_session
 from contact_center.web.errors import ApiError
 from contact_center.web.hub import Client
 from contact_center.web.routes import ANY_USER, SUPERVISORS, RouteSpec
+from crm_store.errors import StoreError
+from routing.router import RoutingError
 
 log = logging.getLogger(__name__)
 
@@ -145,11 +147,9 @@ async def _handle(request: web.Request, context: WsContext, data: str) -> dict[s
         result = await spec.handler(context, parsed)
     except ApiError as exc:
         return _error(ref, exc.error_id, exc.message)
-    except Exception as exc:
-        from crm_store.errors import StoreError
-
-        if isinstance(exc, StoreError):
-            return _error(ref, exc.error_id, exc.message)
+    except (StoreError, RoutingError) as exc:
+        return _error(ref, exc.error_id, exc.message)
+    except Exception:
         log.exception("websocket message %s failed", spec.type)
         return _error(ref, "internal", "internal error; the daemon log has the details")
     return {"type": "reply", "ref": ref, "ok": True, "result": result}

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
@@ -21,9 +22,14 @@ ServerFactory = Callable[..., Awaitable[TestServer]]
 PASSWORDS = {"admin": "admin-pass-1", "supervisor": "super-pass-1", "agent": "agent-pass-1"}
 
 
+SHIPPED_CONFIG = Path(__file__).resolve().parents[2] / "config.yaml"
+
+
 def config_for(tmp_path: Path, **sections: Any) -> Any:
-    """A config on a fresh SQLite file under `tmp_path`."""
-    raw: dict[str, Any] = {"database": {"url": f"sqlite+aiosqlite:///{tmp_path}/cc.db"}}
+    """The shipped config.yaml (queues, skills, routing) on a fresh SQLite file."""
+    raw: dict[str, Any] = yaml.safe_load(SHIPPED_CONFIG.read_text())
+    raw["database"] = {"url": f"sqlite+aiosqlite:///{tmp_path}/cc.db"}
+    raw["pbx"] = {"mode": "simulated"}
     raw.update(sections)
     return parse_config(raw, {})
 
@@ -93,8 +99,12 @@ async def start_api(
                 username=role,
                 role=role,
                 password=password,
-                skills={"billing": 5},
+                skills={"billing": 5, "support": 5},
                 device="PJSIP/1001" if role == "agent" else None,
             )
             ids[role] = user.id
+    routing = app[DAEMON].routing
+    if routing is not None:
+        for user_id in ids.values():
+            await routing.sync_user(user_id)
     return Api(app, server, client_factory, ids)

@@ -107,9 +107,13 @@ def daemon(tmp_path: Path) -> Iterator[RunningDaemon]:
             proc.kill()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def browser() -> Iterator[Any]:
-    """A headless Chromium shared by the session."""
+    """A headless Chromium for one test.
+
+    Per test, not per session: Playwright's sync API runs its own event loop, which must
+    be gone before the next asyncio test starts its loop in this thread.
+    """
     executable = chromium_path()
     if executable is None:
         require_server("Chromium not installed (apt-get install chromium)")

@@ -1,0 +1,225 @@
+"""A simulated PBX: calls that exist only in the daemon, for demos, tests and training.
+
+It implements the same telephony port as the Asterisk adapter and publishes the same
+bus events, so everything above it (routing, screen pop, desktop, statistics) runs as
+it would with a real PBX. The agent's "phone" is the desktop: accepting a ringing call
+answers it. Calls live in memory; on start, voice interactions a previous run left open
+are closed, because their calls did not survive the restart.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from contact_center.bus import EventBus
+from contact_center.events import (
+    ContactAnswered,
+    ContactEnded,
+    ContactHeld,
+    ContactQueued,
+    ContactTransferred,
+    ContactUnheld,
+)
+from contact_center.intake import open_contact
+from contact_center.telephony import TelephonyError
+from crm_store.models import Interaction
+
+log = logging.getLogger(__name__)
+
+CallState = Literal["waiting", "ringing", "talking", "held", "ended"]
+
+
+@dataclass
+class SimulatedCall:
+    """One call in the simulator."""
+
+    interaction_id: int
+    caller: str
+    state: CallState = "waiting"
+    agent_id: int | None = None
+    device: str | None = None
+    spies: list[tuple[str, str]] = field(default_factory=list)
+
+
+class SimulatedPbx:
+    """The telephony port, with calls placed through `place_call`."""
+
+    def __init__(
+        self,
+        bus: EventBus,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        *,
+        region: str,
+        clock: Any = time.time,
+    ) -> None:
+        self.bus = bus
+        self.sessionmaker = sessionmaker
+        self.region = region
+        self.clock = clock
+        self.calls: dict[int, SimulatedCall] = {}
+        self._serial = 0
+
+    async def start(self) -> int:
+        """Close voice interactions left open by a previous run; how many."""
+        now = datetime.now(UTC)
+        async with self.sessionmaker.begin() as session:
+            stale = (
+                await session.scalars(
+                    select(Interaction).where(
+                        Interaction.channel == "voice", Interaction.ended_at.is_(None)
+                    )
+                )
+            ).all()
+            for ix in stale:
+                ix.ended_at = now
+                ix.end_cause = "simulated call lost in a restart"
+        if stale:
+            log.info("closed %d simulated calls left open by the previous run", len(stale))
+        return len(stale)
+
+    # --- the caller's side (the simulator's controls) ------------------------------
+
+    async def place_call(
+        self,
+        caller: str,
+        queue: str,
+        *,
+        dnis: str = "5000",
+        priority: int = 0,
+        skills: dict[str, int] | None = None,
+        ivr_path: list[Any] | None = None,
+        ivr_inputs: dict[str, Any] | None = None,
+    ) -> int:
+        """A call arrives, has been through the IVR, and waits in `queue`."""
+        self._serial += 1
+        now = self.clock()
+        opened = await open_contact(
+            self.sessionmaker,
+            channel="voice",
+            address=caller,
+            region=self.region,
+            external_id=f"sim-{int(now)}-{self._serial}",
+            queue=queue,
+            at=now,
+            ivr_path=ivr_path or [],
+            ivr_inputs={"dnis": dnis, **(ivr_inputs or {})},
+        )
+        self.calls[opened.interaction_id] = SimulatedCall(opened.interaction_id, caller)
+        self.bus.publish(
+            ContactQueued(
+                interaction_id=opened.interaction_id,
+                channel="voice",
+                queue=queue,
+                at=now,
+                address=caller,
+                customer_id=opened.customer_id,
+                priority=priority,
+                skills=dict(skills or {}),
+                ivr_path=list(ivr_path or []),
+                ivr_inputs={"dnis": dnis, **(ivr_inputs or {})},
+            )
+        )
+        return opened.interaction_id
+
+    async def caller_hangs_up(self, interaction_id: int) -> None:
+        """The caller hangs up, wherever the call is."""
+        call = self._call(interaction_id)
+        cause = "caller hung up" if call.state in ("talking", "held") else "abandoned"
+        self._end(call, cause)
+
+    # --- the telephony port -------------------------------------------------------
+
+    async def ring_agent(
+        self, interaction_id: int, agent_id: int, device: str, ring_seconds: float
+    ) -> None:
+        """Ring the agent's (simulated) phone."""
+        call = self._call(interaction_id)
+        if call.state != "waiting":
+            raise TelephonyError(f"call {interaction_id} is {call.state}, not waiting")
+        call.state, call.agent_id, call.device = "ringing", agent_id, device
+
+    async def answer_for_agent(self, interaction_id: int, device: str) -> None:
+        """The agent accepted on the desktop: the simulated phone answers."""
+        call = self._call(interaction_id)
+        if call.state != "ringing" or call.agent_id is None:
+            raise TelephonyError(f"call {interaction_id} is not ringing")
+        call.state = "talking"
+        self.bus.publish(ContactAnswered(interaction_id, call.agent_id, self.clock()))
+
+    async def return_to_waiting(self, interaction_id: int) -> None:
+        """Back to music on hold."""
+        call = self.calls.get(interaction_id)
+        if call is not None and call.state != "ended":
+            call.state, call.agent_id, call.device = "waiting", None, None
+
+    async def hangup(self, interaction_id: int) -> None:
+        """The agent hangs up."""
+        self._end(self._call(interaction_id), "agent hung up")
+
+    async def hold(self, interaction_id: int) -> None:
+        """Caller on hold."""
+        call = self._call(interaction_id)
+        if call.state != "talking":
+            raise TelephonyError(
+                f"call {interaction_id} is {call.state}; only a call in progress can be held"
+            )
+        call.state = "held"
+        self.bus.publish(ContactHeld(interaction_id, self.clock()))
+
+    async def unhold(self, interaction_id: int) -> None:
+        """Caller back from hold."""
+        call = self._call(interaction_id)
+        if call.state != "held":
+            raise TelephonyError(f"call {interaction_id} is not on hold")
+        call.state = "talking"
+        self.bus.publish(ContactUnheld(interaction_id, self.clock()))
+
+    async def transfer(self, interaction_id: int, target: str) -> None:
+        """Blind transfer to an extension: the call leaves the contact center."""
+        call = self._call(interaction_id)
+        if call.state not in ("talking", "held"):
+            raise TelephonyError(f"call {interaction_id} is {call.state}; nothing to transfer")
+        now = self.clock()
+        self.bus.publish(ContactTransferred(interaction_id, target, now))
+        self._end(call, f"transferred to {target}")
+
+    async def dial(self, interaction_id: int, agent_id: int, device: str, number: str) -> None:
+        """Click-to-dial: the far end answers at once."""
+        call = SimulatedCall(interaction_id, number, "talking", agent_id, device)
+        self.calls[interaction_id] = call
+        self.bus.publish(ContactAnswered(interaction_id, agent_id, self.clock()))
+
+    async def spy(self, supervisor_device: str, agent_device: str, mode: str) -> None:
+        """Listen/whisper/barge: recorded on the agent's current call."""
+        for call in self.calls.values():
+            if call.device == agent_device and call.state in ("talking", "held"):
+                call.spies.append((supervisor_device, mode))
+                return
+        raise TelephonyError(f"{agent_device} is not on a call")
+
+    async def end_waiting(self, interaction_id: int, action: str) -> None:
+        """Maximum wait reached: the simulated caller is sent to `action`."""
+        call = self.calls.get(interaction_id)
+        if call is not None and call.state == "waiting":
+            call.state = "ended"
+            self.calls.pop(interaction_id, None)
+
+    # --- helpers ------------------------------------------------------------------
+
+    def _call(self, interaction_id: int) -> SimulatedCall:
+        call = self.calls.get(interaction_id)
+        if call is None or call.state == "ended":
+            raise TelephonyError(f"no call {interaction_id} in progress", "telephony.no_call")
+        return call
+
+    def _end(self, call: SimulatedCall, cause: str) -> None:
+        call.state = "ended"
+        self.calls.pop(call.interaction_id, None)
+        self.bus.publish(ContactEnded(call.interaction_id, self.clock(), cause))

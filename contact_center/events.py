@@ -1,0 +1,71 @@
+"""Events on the daemon's bus: the life of a contact, whatever its channel.
+
+Channel adapters (the AMI call tracker, the simulated PBX, email, SMS, chat) publish
+these; the routing service consumes them. Past tense, frozen, times in epoch seconds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class ContactQueued:
+    """A contact needs an agent: it waits in `queue` from `at` (or `enqueued_at`)."""
+
+    interaction_id: int
+    channel: str
+    queue: str
+    at: float
+    address: str | None = None
+    customer_id: int | None = None
+    priority: int = 0
+    skills: dict[str, int] = field(default_factory=dict)
+    ivr_path: list[Any] = field(default_factory=list)
+    ivr_inputs: dict[str, Any] = field(default_factory=dict)
+    # Set when a waiting contact is rebuilt after a restart: it keeps its place.
+    enqueued_at: float | None = None
+
+
+@dataclass(frozen=True)
+class ContactAnswered:
+    """The agent's phone was answered (voice) or the agent took the contact."""
+
+    interaction_id: int
+    agent_id: int
+    at: float
+
+
+@dataclass(frozen=True)
+class ContactHeld:
+    """The agent put the customer on hold."""
+
+    interaction_id: int
+    at: float
+
+
+@dataclass(frozen=True)
+class ContactUnheld:
+    """The customer is back from hold."""
+
+    interaction_id: int
+    at: float
+
+
+@dataclass(frozen=True)
+class ContactTransferred:
+    """The agent passed the contact on (blind transfer to an extension or a queue)."""
+
+    interaction_id: int
+    target: str
+    at: float
+
+
+@dataclass(frozen=True)
+class ContactEnded:
+    """The contact is over (hung up, closed, or the customer left while waiting)."""
+
+    interaction_id: int
+    at: float
+    cause: str = "normal"
