@@ -159,6 +159,49 @@ DEMO_CUSTOMERS: tuple[dict[str, Any], ...] = (
 )
 
 
+# Past contacts so the first screen pop of the demo has a history: (days ago, channel,
+# queue, disposition, notes), per demo customer.
+DEMO_HISTORY: dict[str, tuple[tuple[int, str, str, str, str], ...]] = {
+    "Zoë Martin": (
+        (9, "email", "email", "resolved", "Asked for a copy of invoice 2291; sent."),
+        (2, "voice", "billing", "follow-up", "Disputes a late fee; promised a call back."),
+    ),
+    "Raj Patel": ((5, "chat", "chat", "resolved", "Password reset."),),
+}
+
+
+async def _seed_history(session: Any, customer_id: int, name: str) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from crm_store.actors import SYSTEM
+    from crm_store.interactions import record_interaction, update_interaction
+    from crm_store.service_requests import create_service_request
+
+    now = datetime.now(UTC)
+    for days, channel, queue, disposition, notes in DEMO_HISTORY.get(name, ()):
+        started = now - timedelta(days=days)
+        ix = await record_interaction(
+            session, channel=channel, customer_id=customer_id, started_at=started, queue=queue
+        )
+        await update_interaction(
+            session,
+            ix.id,
+            answered_at=started + timedelta(seconds=25),
+            ended_at=started + timedelta(minutes=6),
+            disposition=disposition,
+            notes=notes,
+        )
+        if disposition == "follow-up":
+            await create_service_request(
+                session,
+                customer_id=customer_id,
+                title="Late fee dispute",
+                description=notes,
+                interaction_id=ix.id,
+                actor=SYSTEM,
+            )
+
+
 def cmd_db_seed_demo(args: argparse.Namespace) -> int:
     """Create demo users and customers when the store has no users yet; show working logins."""
     from crm_store import migrate
@@ -188,9 +231,10 @@ def cmd_db_seed_demo(args: argparse.Namespace) -> int:
                             device=device,
                         )
                     for customer in DEMO_CUSTOMERS:
-                        await create_customer(
+                        made = await create_customer(
                             session, region=config.database.default_region, **customer
                         )
+                        await _seed_history(session, made.id, made.name)
             # Only show demo logins that really work: never advertise a changed password.
             working = []
             async with sessions.begin() as session:

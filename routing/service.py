@@ -246,7 +246,16 @@ class RoutingService:
             c: int(user.capacities.get(c, policy.capacity.get(c, 0))) for c in policy.capacity
         }
         self.router.add_agent(
-            Agent(user.id, user.username, dict(user.skills), capacity, idle_since=now), now
+            Agent(
+                user.id,
+                user.username,
+                dict(user.skills),
+                capacity,
+                status_since=now,
+                idle_since=now,
+                activity_since=now,
+            ),
+            now,
         )
         self.agents[user.id] = AgentInfo(
             user.id, user.username, user.display_name, user.role, user.device

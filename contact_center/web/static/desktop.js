@@ -182,14 +182,14 @@ function showPop(pop, context) {
       el("p", { class: "muted" }, "Or find an existing customer on the right and link them."));
   } else {
     const c = pop.customer;
-    box.append(
+    box.append(...[
       el("h3", { id: "pop-name" }, c.name, " ", el("span", { class: `badge tier-${c.tier}`, id: "pop-tier" }, c.tier)),
       el("p", {}, [c.company, c.language, c.segment].filter(Boolean).join(" · ")),
       el("p", { id: "pop-contacts" }, pop.contact_points.map((p) =>
         el("span", {}, p.kind === "phone"
           ? el("a", { href: "#", onclick: (e) => { e.preventDefault(); dial(p.value); } }, p.value)
           : p.value, " "))),
-      c.notes ? el("p", { id: "pop-notes" }, "Notes: ", c.notes) : null);
+      c.notes ? el("p", { id: "pop-notes" }, "Notes: ", c.notes) : null].filter(Boolean));
   }
   if (ivr && (ivr.path?.length || Object.keys(ivr.inputs || {}).length)) {
     box.append(el("p", { id: "pop-ivr" }, "IVR: ", (ivr.path || []).join(" → "), " ",

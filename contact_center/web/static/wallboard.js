@@ -15,6 +15,7 @@ async function start() {
     badge.className = "conn " + (up ? "up" : "down");
   } });
   setInterval(renderAgents, 1000);
+  setupSimulator();
   loadRequests();
   setInterval(loadRequests, 15000);
 }
@@ -91,6 +92,37 @@ function renderAgents() {
         ...["listen", "whisper", "barge"].map((mode) => el("button", { disabled: !a.contact || a.contact.channel !== "voice" ? "disabled" : null,
           onclick: () => act("spy", { user_id: a.user_id, mode }) }, mode)))));
   }
+}
+
+async function setupSimulator() {
+  const settings = await call("GET", "/api/v1/settings");
+  if (settings.pbx_mode !== "simulated") return;
+  $("simulator").classList.remove("hidden");
+  for (const q of settings.queues.filter((q) => q.channels.includes("voice"))) {
+    $("sim-queue").append(el("option", { value: q.name }, q.name));
+  }
+  $("sim-form").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    $("sim-error").textContent = "";
+    const inputs = {};
+    for (const pair of $("sim-inputs").value.split(",").map((s) => s.trim()).filter(Boolean)) {
+      const [key, ...rest] = pair.split("=");
+      inputs[key.trim()] = rest.join("=").trim();
+    }
+    try {
+      const placed = await call("POST", "/api/v1/simulator/calls", {
+        caller: $("sim-caller").value, queue: $("sim-queue").value,
+        ivr_path: Object.keys(inputs).length ? ["welcome", "collect"] : ["welcome"], ivr_inputs: inputs,
+      });
+      const row = el("tr", { "data-call": placed.interaction_id }, el("td", {}, `#${placed.interaction_id}`),
+        el("td", {}, $("sim-caller").value), el("td", {}, $("sim-queue").value),
+        el("td", {}, el("button", { onclick: async () => {
+          await call("POST", `/api/v1/simulator/calls/${placed.interaction_id}/hangup`).catch((e) => { $("sim-error").textContent = e.message; });
+          row.remove();
+        } }, "Caller hangs up")));
+      $("sim-calls").append(row);
+    } catch (e) { $("sim-error").textContent = e.message; }
+  });
 }
 
 async function act(type, fields) {
