@@ -7,9 +7,11 @@ from typing import Any
 
 import aiohttp
 
+from contact_center.app import make_app
 from contact_center.keys import DAEMON
 from crm_store import customers
-from tests.component.api_fixtures import Api, Session
+from crm_store.actors import Actor
+from tests.component.api_fixtures import Api, Session, start_api
 
 _unread: dict[int, list[dict[str, Any]]] = {}
 
@@ -182,3 +184,45 @@ async def test_supervisor_sets_an_agent_not_ready_and_it_is_audited(api: Api) ->
         assert pushed["reason"] == "supervisor"
     audit = await (await supervisor.get("/api/v1/audit?entity=user")).json()
     assert "agent.status_set" in {e["action"] for e in audit["entries"]}
+
+
+async def test_statuses_and_waiting_digital_contacts_survive_a_restart(
+    tmp_path: Any, aiohttp_server: Any, aiohttp_client: Any, fast_hasher: None
+) -> None:
+    from contact_center.events import ContactQueued
+    from contact_center.intake import open_contact
+    from tests.component.api_fixtures import config_for
+
+    first = await start_api(tmp_path, aiohttp_server, aiohttp_client)
+    daemon = first.app[DAEMON]
+    assert daemon.sessionmaker is not None and daemon.routing is not None
+    agent_id = first.user_ids["agent"]
+    await daemon.routing.set_status(
+        agent_id, "not_ready", "lunch", actor=Actor(agent_id, "agent", "agent")
+    )
+    opened = await open_contact(
+        daemon.sessionmaker,
+        channel="chat",
+        address="web:visitor-7",
+        region="GB",
+        queue="chat",
+        at=1000.0,
+    )
+    await daemon.routing.on_queued(
+        ContactQueued(opened.interaction_id, "chat", "chat", at=1000.0, address="web:visitor-7")
+    )
+    assert [c.id for c in daemon.routing.router.waiting("chat")] == [str(opened.interaction_id)]
+    await first.server.close()
+
+    app = make_app(config_for(tmp_path))
+    server = await aiohttp_server(app)
+    try:
+        routing = app[DAEMON].routing
+        assert routing is not None
+        restored = routing.router.agents[agent_id]
+        assert (restored.status, restored.reason) == ("not_ready", "lunch")
+        waiting = routing.router.waiting("chat")
+        assert [c.id for c in waiting] == [str(opened.interaction_id)]
+        assert waiting[0].enqueued_at == 1000.0  # keeps its place
+    finally:
+        await server.close()
