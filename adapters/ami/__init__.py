@@ -1,0 +1,1 @@
+"""Asterisk Manager Interface: framing, protocol, client and the call tracker."""
