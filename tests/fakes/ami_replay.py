@@ -81,6 +81,8 @@ class ReplayServer:
     host: str = "127.0.0.1"
     port: int = 0
     accept_logins: bool = True
+    # Actions swallowed without a reply (a stuck Asterisk, a half-open connection).
+    silent_actions: set[str] = field(default_factory=set)
     connections: int = 0
     received_actions: list[str] = field(default_factory=list)
     _server: asyncio.Server | None = None
@@ -128,6 +130,8 @@ class ReplayServer:
                 name = action.group(1).decode().lower() if action else ""
                 self.received_actions.append(name)
                 client_id = _ACTION_ID.search(block)
+                if name in self.silent_actions:
+                    continue
                 if name == "login" and not self.accept_logins:
                     writer.write(_auth_failed(client_id.group(1) if client_id else None))
                     await writer.drain()
