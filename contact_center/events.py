@@ -20,6 +20,7 @@ class ContactQueued:
     at: float
     address: str | None = None
     customer_id: int | None = None
+    tier: str | None = None  # the customer's tier, when the sender already knows it
     priority: int = 0
     skills: dict[str, int] = field(default_factory=dict)
     ivr_path: list[Any] = field(default_factory=list)

@@ -51,6 +51,7 @@ from routing.model import (
 )
 from routing.router import Router, RoutingError
 from routing.stats import Handled, QueueExit, Statistics
+from routing.writer import InteractionWriter
 
 log = logging.getLogger(__name__)
 
@@ -138,6 +139,7 @@ class RoutingService:
         self._history: dict[str, deque[dict[str, Any]]] = {
             q.name: deque(maxlen=HISTORY_SECONDS // HISTORY_STEP_SECONDS) for q in config.queues
         }
+        self.writer = InteractionWriter(sessionmaker)
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._supervisors_dirty = True
@@ -198,6 +200,7 @@ class RoutingService:
             restored += 1
         if restored:
             log.info("restored %d waiting digital contacts", restored)
+        self.writer.start()
         self._tasks = [
             asyncio.create_task(self._timer(), name="routing-timer"),
             asyncio.create_task(self._supervisor_feed(), name="routing-wallboard"),
@@ -211,6 +214,7 @@ class RoutingService:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
+        await self.writer.stop()
 
     async def sync_user(self, user_id: int) -> None:
         """Bring the router up to date with a user an admin created or changed."""
@@ -271,7 +275,9 @@ class RoutingService:
             )
             return
         tier_bonus = 0
-        if event.customer_id is not None:
+        if event.tier is not None:
+            tier_bonus = int(self.router.policy.tier_priority.get(event.tier, 0))
+        elif event.customer_id is not None:
             tier_bonus = await self._tier_priority(event.customer_id)
         queue = self.router.queues[event.queue]
         enqueued_at = event.enqueued_at if event.enqueued_at is not None else event.at
@@ -302,7 +308,6 @@ class RoutingService:
             log.warning("cannot queue contact %s: %s", event.interaction_id, exc.message)
             self.contacts.pop(event.interaction_id, None)
             return
-        await self._persist(event.interaction_id, queue=event.queue)
         await self._carry_out(decisions)
         self._changed()
 
@@ -322,9 +327,7 @@ class RoutingService:
                     QueueExit(info.queue, info.channel, info.queue_entered_at, event.at, "answered")
                 )
         info.state, info.agent_id, info.answered_at = "talking", event.agent_id, event.at
-        await self._persist(
-            event.interaction_id, answered_at=_dt(event.at), agent_id=event.agent_id
-        )
+        self._persist(event.interaction_id, answered_at=_dt(event.at), agent_id=event.agent_id)
         self._push_contact(info)
         self._push_agent(event.agent_id)
         self._changed()
@@ -346,7 +349,7 @@ class RoutingService:
 
     async def on_transferred(self, event: ContactTransferred) -> None:
         """Recorded on the interaction; the end of the agent's part follows."""
-        await self._persist(event.interaction_id, end_cause=f"transferred to {event.target}")
+        self._persist(event.interaction_id, end_cause=f"transferred to {event.target}")
 
     async def on_ended(self, event: ContactEnded) -> None:
         """The contact is over, or the customer left before an agent answered."""
@@ -363,7 +366,7 @@ class RoutingService:
                 )
             info.state, info.ended_at = "closed", now
             self.contacts.pop(event.interaction_id, None)
-            await self._persist(event.interaction_id, ended_at=_dt(now), end_cause=event.cause)
+            self._persist(event.interaction_id, ended_at=_dt(now), end_cause=event.cause)
             if offered_to is not None:
                 self.hub.to_agent(
                     offered_to,
@@ -387,7 +390,7 @@ class RoutingService:
             except RoutingError:
                 decisions = []
             self._wrapping.setdefault(agent_id, []).append(info)
-            await self._persist(event.interaction_id, ended_at=_dt(now), end_cause=event.cause)
+            self._persist(event.interaction_id, ended_at=_dt(now), end_cause=event.cause)
             self._push_contact(info)
             self._push_agent(agent_id)
             if self.router.agents[agent_id].wrap_up_until is None:
@@ -533,14 +536,14 @@ class RoutingService:
         info.agent_id = agent_id
         self.contacts[opened.interaction_id] = info
         self.router.start_direct(str(opened.interaction_id), agent_id, "voice", now)
-        await self._persist(opened.interaction_id, agent_id=agent_id)
+        self._persist(opened.interaction_id, agent_id=agent_id)
         try:
             await self.telephony.dial(opened.interaction_id, agent_id, agent.device, number)
         except TelephonyError as exc:
             self.contacts.pop(opened.interaction_id, None)
             self.router.end_contact(str(opened.interaction_id), agent_id, now)
             self.router.finish_wrap_up(agent_id, now)
-            await self._persist(opened.interaction_id, ended_at=_dt(now), end_cause="dial failed")
+            self._persist(opened.interaction_id, ended_at=_dt(now), end_cause="dial failed")
             raise RoutingError(exc.error_id, exc.message) from None
         return opened.interaction_id
 
@@ -612,9 +615,7 @@ class RoutingService:
         info.state, info.agent_id = "offered", offer.agent_id
         info.offer_expires_at = offer.expires_at
         info.explanation = dict(offer.explanation)
-        await self._persist(
-            interaction_id, offered_at=_dt(self.clock()), routing=dict(offer.explanation)
-        )
+        offered_at = self.clock()
         # The screen first, then the phone: the agent sees who it is before answering.
         pop = await self._pop(info)
         self.hub.to_agent(
@@ -645,6 +646,7 @@ class RoutingService:
             except TelephonyError as exc:
                 log.warning("cannot ring %s for %s: %s", agent.username, interaction_id, exc)
                 await self.reject(offer.agent_id, interaction_id)
+        self._persist(interaction_id, offered_at=_dt(offered_at), routing=dict(offer.explanation))
 
     async def _offer_expired(self, expired: OfferExpired) -> None:
         interaction_id = int(expired.contact_id)
@@ -680,15 +682,13 @@ class RoutingService:
         )
         if reached.action == "overflow" and reached.target:
             info.queue, info.queue_entered_at = reached.target, now
-            await self._persist(interaction_id, queue=reached.target)
+            self._persist(interaction_id, queue=reached.target)
             return
         self.contacts.pop(interaction_id, None)
         if info.channel == "voice" and self.telephony is not None:
             with contextlib.suppress(TelephonyError):
                 await self.telephony.end_waiting(interaction_id, reached.action)
-        await self._persist(
-            interaction_id, ended_at=_dt(now), end_cause=f"max wait: {reached.action}"
-        )
+        self._persist(interaction_id, ended_at=_dt(now), end_cause=f"max wait: {reached.action}")
 
     async def _transfer_to_queue(self, info: ContactInfo, queue: str) -> None:
         assert self.telephony is not None and info.agent_id is not None
@@ -696,7 +696,7 @@ class RoutingService:
         now = self.clock()
         agent_id = info.agent_id
         await self.on_ended(ContactEnded(info.interaction_id, now, f"transferred to queue {queue}"))
-        await self._persist(info.interaction_id, ended_at=None)
+        self._persist(info.interaction_id, ended_at=None)
         self.bus.publish(
             ContactQueued(
                 interaction_id=info.interaction_id,
@@ -754,7 +754,7 @@ class RoutingService:
                         }
                     )
             waiting = any(self.router.waiting(q) for q in self.router.queues)
-            if (self._supervisors_dirty or waiting) and len(self.hub):
+            if (self._supervisors_dirty or waiting) and self.hub.supervisors_connected():
                 self._supervisors_dirty = False
                 self.hub.to_supervisors(
                     {"type": "queues", "at": now, "queues": self.queue_snapshot(now)}
@@ -807,21 +807,28 @@ class RoutingService:
 
     def agent_snapshot(self, now: float) -> list[dict[str, Any]]:
         """Live state of every agent."""
-        return [self.agent_state(agent_id, now) for agent_id in sorted(self.agents)]
+        current = self._current_contacts()
+        return [
+            self.agent_state(agent_id, now, current.get(agent_id))
+            for agent_id in sorted(self.agents)
+        ]
 
-    def agent_state(self, agent_id: int, now: float | None = None) -> dict[str, Any]:
+    def _current_contacts(self) -> dict[int, ContactInfo]:
+        current: dict[int, ContactInfo] = {}
+        for info in self.contacts.values():
+            if info.agent_id is not None and info.state != "closed":
+                current.setdefault(info.agent_id, info)
+        return current
+
+    def agent_state(
+        self, agent_id: int, now: float | None = None, current: ContactInfo | None = None
+    ) -> dict[str, Any]:
         """One agent as the desktop and the wallboard show them."""
         now = self.clock() if now is None else now
         info = self.agents[agent_id]
         agent = self.router.agents[agent_id]
-        current = next(
-            (
-                c
-                for c in self.contacts.values()
-                if c.agent_id == agent_id and c.state not in ("closed",)
-            ),
-            None,
-        )
+        if current is None:
+            current = self._contact_of(agent)
         return {
             "type": "agent_state",
             "user_id": agent_id,
@@ -838,6 +845,16 @@ class RoutingService:
         }
 
     # --- helpers ------------------------------------------------------------------
+
+    def _contact_of(self, agent: Agent) -> ContactInfo | None:
+        # The router knows what the agent holds: look those up instead of scanning.
+        for contact_id in (*agent.active, *agent.offered):
+            info = self.contacts.get(int(contact_id)) if contact_id.isdigit() else None
+            if info is not None and info.state != "closed":
+                return info
+        for pending in self._wrapping.get(agent.id, []):
+            return pending
+        return None
 
     def _changed(self) -> None:
         self._supervisors_dirty = True
@@ -869,9 +886,8 @@ class RoutingService:
             tier = await session.scalar(select(Customer.tier).where(Customer.id == customer_id))
         return int(self.router.policy.tier_priority.get(tier or "", 0))
 
-    async def _persist(self, interaction_id: int, **fields: Any) -> None:
-        async with self.sessionmaker.begin() as session:
-            await interactions.update_interaction(session, interaction_id, **fields)
+    def _persist(self, interaction_id: int, **fields: Any) -> None:
+        self.writer.write(interaction_id, **fields)
 
     def _reasons(self) -> list[str]:
         # "supervisor" and "missed-offer" are the daemon's own reasons, always valid.

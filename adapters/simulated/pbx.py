@@ -120,6 +120,7 @@ class SimulatedPbx:
                 at=now,
                 address=caller,
                 customer_id=opened.customer_id,
+                tier=opened.tier,
                 priority=priority,
                 skills=dict(skills or {}),
                 ivr_path=list(ivr_path or []),

@@ -78,6 +78,10 @@ class Hub:
         with contextlib.suppress(asyncio.QueueFull):
             client.queue.put_nowait(None)  # wakes the writer so it can finish
 
+    def supervisors_connected(self) -> int:
+        """How many wallboards are open."""
+        return len(self._supervisors)
+
     def agent_connected(self, user_id: int) -> bool:
         """True when the agent has at least one desktop open."""
         return bool(self._agents.get(user_id))

@@ -99,6 +99,7 @@ async def test_call_offered_with_pop_answered_held_ended_and_wrapped_up(api: Api
         assert (await request(ws, "finish_wrap_up"))["ok"]
         idle = await until(ws, "agent_state", activity="idle")
         assert idle["today"]["handled"] == {"voice": 1}
+    await api.app[DAEMON].routing.writer.flush()  # type: ignore[union-attr]
     stored = await (await agent.get(f"/api/v1/interactions/{interaction_id}")).json()
     assert stored["agent_id"] == api.user_ids["agent"]
     assert stored["answered_at"] and stored["ended_at"] and stored["offered_at"]
@@ -142,6 +143,7 @@ async def test_rejected_offer_waits_again_and_a_hang_up_is_an_abandon(api: Api) 
     figures = await (await supervisor.get("/api/v1/queues")).json()
     support = next(q for q in figures["queues"] if q["name"] == "support")
     assert support["waiting"] == 0
+    await api.app[DAEMON].routing.writer.flush()  # type: ignore[union-attr]
     stored = await (await supervisor.get(f"/api/v1/interactions/{interaction_id}")).json()
     assert stored["end_cause"] == "abandoned"
 
