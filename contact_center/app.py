@@ -29,6 +29,7 @@ from contact_center.events import (
     ContactTransferred,
     ContactUnheld,
 )
+from contact_center.flows import load_configured_flows
 from contact_center.health import HealthRegistry
 from contact_center.keys import DAEMON
 from contact_center.metrics import Metrics
@@ -53,6 +54,7 @@ from contact_center.web.routes import add_routes
 from crm_store import migrate
 from crm_store.database import describe_database, make_engine, make_sessionmaker
 from crm_store.screen_pop import ScreenPopReader
+from ivr_flows.model import Flow
 from routing.service import RoutingService
 
 log = logging.getLogger(__name__)
@@ -77,6 +79,7 @@ class Daemon:
     telephony: Telephony | None = None
     simulator: SimulatedPbx | None = None
     routing: RoutingService | None = None
+    flows: dict[str, Flow] = field(default_factory=dict)
     metrics: Metrics = field(init=False)
     sessions: SessionStore = field(init=False)
     login_limiter: LoginRateLimiter = field(init=False)
@@ -147,7 +150,10 @@ def pbx_component(daemon: Daemon) -> Callable[[web.Application], AsyncIterator[N
         elif mode == "simulated":
             assert daemon.sessionmaker is not None
             simulator = SimulatedPbx(
-                daemon.bus, daemon.sessionmaker, region=daemon.config.database.default_region
+                daemon.bus,
+                daemon.sessionmaker,
+                region=daemon.config.database.default_region,
+                flows=daemon.flows,
             )
             await simulator.start()
             daemon.simulator = daemon.telephony = simulator
@@ -251,6 +257,8 @@ async def metrics_middleware(
 def make_app(config: Config) -> web.Application:
     """The daemon as an aiohttp application: components, routes, subscriptions."""
     daemon = Daemon(config)
+    # IVR flows are checked before anything starts: a broken flow is a start-up error.
+    daemon.flows = load_configured_flows(config)
     # Outermost first: every request is counted, errors become JSON, then roles are checked.
     app = web.Application(middlewares=[metrics_middleware, error_middleware, auth.auth_middleware])
     app[DAEMON] = daemon

@@ -28,8 +28,12 @@ from contact_center.events import (
     ContactUnheld,
 )
 from contact_center.intake import open_contact
+from contact_center.ivr_runner import CallerGone, run_flow
 from contact_center.telephony import TelephonyError
+from crm_store import interactions
 from crm_store.models import Interaction
+from ivr_flows import interpreter as ivr
+from ivr_flows.model import Flow
 
 log = logging.getLogger(__name__)
 
@@ -57,12 +61,16 @@ class SimulatedPbx:
         sessionmaker: async_sessionmaker[AsyncSession],
         *,
         region: str,
+        flows: dict[str, Flow] | None = None,
         clock: Any = time.time,
     ) -> None:
         self.bus = bus
         self.sessionmaker = sessionmaker
         self.region = region
+        self.flows = flows or {}
         self.clock = clock
+        # The IVR's idea of "now" (business hours); tests pin it.
+        self.ivr_clock: Any = lambda: datetime.now(UTC)
         self.calls: dict[int, SimulatedCall] = {}
         self._serial = 0
 
@@ -85,6 +93,66 @@ class SimulatedPbx:
         return len(stale)
 
     # --- the caller's side (the simulator's controls) ------------------------------
+
+    async def call_through_ivr(
+        self, caller: str, flow_name: str, keys: list[str], *, dnis: str = "5000"
+    ) -> tuple[int, str]:
+        """A call runs an IVR flow, the caller pressing `keys` (one entry per prompt that
+        asks for keys; silence once they run out). Returns (interaction id, outcome)."""
+        flow = self.flows.get(flow_name)
+        if flow is None:
+            raise TelephonyError(f"no IVR flow named {flow_name!r}", "telephony.no_flow")
+        self._serial += 1
+        now = self.clock()
+        opened = await open_contact(
+            self.sessionmaker,
+            channel="voice",
+            address=caller,
+            region=self.region,
+            external_id=f"sim-{int(now)}-{self._serial}",
+            at=now,
+        )
+        outcome = await run_flow(
+            flow,
+            _ScriptedCaller(keys),
+            caller_number=caller,
+            interaction_id=opened.interaction_id,
+            sessionmaker=self.sessionmaker,
+            region=self.region,
+            clock=self.ivr_clock,
+        )
+        command = outcome.command
+        if isinstance(command, ivr.Queue):
+            self.calls[opened.interaction_id] = SimulatedCall(opened.interaction_id, caller)
+            async with self.sessionmaker.begin() as db:
+                await interactions.update_interaction(
+                    db, opened.interaction_id, queue=command.queue
+                )
+            self.bus.publish(
+                ContactQueued(
+                    interaction_id=opened.interaction_id,
+                    channel="voice",
+                    queue=command.queue,
+                    at=self.clock(),
+                    address=caller,
+                    customer_id=outcome.customer_id or opened.customer_id,
+                    tier=outcome.tier if outcome.customer_id else opened.tier,
+                    priority=outcome.priority,
+                    skills=dict(outcome.skills),
+                    ivr_path=outcome.path,
+                    ivr_inputs={"dnis": dnis, **outcome.inputs},
+                )
+            )
+        else:
+            # The call ends in the IVR: voicemail, callback request, transfer or hang-up.
+            async with self.sessionmaker.begin() as db:
+                await interactions.update_interaction(
+                    db,
+                    opened.interaction_id,
+                    ended_at=datetime.now(UTC),
+                    end_cause=f"ivr: {outcome.outcome}",
+                )
+        return opened.interaction_id, outcome.outcome
 
     async def place_call(
         self,
@@ -224,3 +292,25 @@ class SimulatedPbx:
         call.state = "ended"
         self.calls.pop(call.interaction_id, None)
         self.bus.publish(ContactEnded(call.interaction_id, self.clock(), cause))
+
+
+class _ScriptedCaller:
+    """A simulated caller who presses the given keys, one entry per question."""
+
+    def __init__(self, keys: list[str]) -> None:
+        self.keys = list(keys)
+        self.heard: list[str] = []
+
+    async def play(self, prompt: str) -> None:
+        self.heard.append(prompt)
+
+    async def collect(
+        self, prompt: str, max_digits: int, wait_seconds: float, terminator: str | None
+    ) -> str | None:
+        self.heard.append(prompt)
+        if not self.keys:
+            return None
+        keys = self.keys.pop(0)
+        if keys == "hangup":
+            raise CallerGone()
+        return keys or None

@@ -145,6 +145,9 @@ async def timeline(request: web.Request) -> web.Response:
     limit = query_int(request, "limit", 20, high=200)
     before = request.query.get("before")
     before_id = query_int(request, "before", 0, low=1, high=2**62) if before else None
+    routing = request.app[DAEMON].routing
+    if routing is not None:
+        await routing.writer.flush()  # routing's latest times and outcomes are shown
     async with transaction(request) as db:
         items = await customers.customer_timeline(db, customer_id, limit=limit, before_id=before_id)
         payload = [interaction_json(ix) for ix in items]

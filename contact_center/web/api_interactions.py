@@ -25,6 +25,9 @@ class WrapUp(BaseModel):
 async def read(request: web.Request) -> web.Response:
     """One interaction (any channel)."""
     interaction_id = path_int(request, "interaction_id")
+    routing = request.app[DAEMON].routing
+    if routing is not None:
+        await routing.writer.flush()  # read what routing has already decided
     async with transaction(request) as db:
         ix = await interactions.get_interaction(db, interaction_id)
         payload = interaction_json(ix)
@@ -53,6 +56,10 @@ async def wrap_up(request: web.Request) -> web.Response:
             f"disposition: expected one of {', '.join(dispositions)}, got {body.disposition!r}",
         )
     actor = actor_of(request)
+    routing = request.app[DAEMON].routing
+    if routing is not None:
+        # Who answered is written behind by routing: make sure it is stored before checking.
+        await routing.writer.flush()
     fields: dict[str, object] = {"disposition": body.disposition, "notes": body.notes}
     if body.customer_id is not None:
         fields["customer_id"] = body.customer_id

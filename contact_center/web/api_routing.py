@@ -165,7 +165,11 @@ class SimulatedCall(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     caller: str = Field(min_length=1, max_length=64)
-    queue: str = Field(min_length=1, max_length=64)
+    # Either straight into a queue (the IVR already done), or through an IVR flow with
+    # the keys the caller presses at each question ("hangup" hangs up there).
+    queue: str | None = Field(default=None, min_length=1, max_length=64)
+    flow: str | None = Field(default=None, min_length=1, max_length=64)
+    keys: list[str] = Field(default=[], max_length=20)
     dnis: str = Field(default="5000", max_length=32)
     priority: int = Field(default=0, ge=0, le=100)
     skills: dict[str, int] = {}
@@ -184,7 +188,18 @@ async def place_call(request: web.Request) -> web.Response:
     """A simulated caller rings in, goes through the IVR and waits in a queue."""
     simulator = _simulator(request)
     body = await read_body(request, SimulatedCall)
-    if body.queue not in {q.name for q in request.app[DAEMON].config.queues}:
+    config = request.app[DAEMON].config
+    if body.queue is None:
+        flow = body.flow or config.ivr.default_flow
+        if flow not in simulator.flows:
+            raise ApiError(400, "request.invalid", f"flow: no IVR flow named {flow!r}")
+        interaction_id, outcome = await simulator.call_through_ivr(
+            body.caller, flow, body.keys, dnis=body.dnis
+        )
+        return web.json_response(
+            {"interaction_id": interaction_id, "ivr_outcome": outcome}, status=201
+        )
+    if body.queue not in {q.name for q in config.queues}:
         raise ApiError(400, "request.invalid", f"queue: no queue named {body.queue!r}")
     interaction_id = await simulator.place_call(
         body.caller,

@@ -228,3 +228,48 @@ async def test_statuses_and_waiting_digital_contacts_survive_a_restart(
         assert waiting[0].enqueued_at == 1000.0  # keeps its place
     finally:
         await server.close()
+
+
+async def test_a_call_through_the_ivr_reaches_the_agent_with_what_was_keyed(api: Api) -> None:
+    from datetime import UTC, datetime
+
+    customer_id = await _customer(api)
+    simulator = api.app[DAEMON].simulator
+    assert simulator is not None
+    simulator.ivr_clock = lambda: datetime(2026, 11, 18, 10, 0, tzinfo=UTC)  # a Wednesday
+    agent = await api.login("agent")
+    supervisor = await api.login("supervisor")
+    async with agent.client.ws_connect("/ws/agent") as ws:
+        await request(ws, "set_status", status="ready")
+        # Menu 1 (billing), then the account number: the customer's number in the store.
+        response = await supervisor.post(
+            "/api/v1/simulator/calls",
+            json={"caller": "+44 7700 900111", "keys": ["1", f"{customer_id:05d}#"]},
+        )
+        assert response.status == 201, await response.text()
+        placed = await response.json()
+        assert placed["ivr_outcome"] == "queued"
+        offer = await until(ws, "offer")
+        assert offer["queue"] == "billing"
+        assert offer["pop"]["customer"]["id"] == customer_id  # found by account number
+        assert offer["ivr"]["inputs"]["main_menu"] == "1"
+        assert offer["ivr"]["path"][:2] == ["welcome", "opening_hours"]
+    # Closed on a Sunday: straight to voicemail, recorded on the interaction.
+    simulator.ivr_clock = lambda: datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
+    closed = await (
+        await supervisor.post("/api/v1/simulator/calls", json={"caller": "+447700900112"})
+    ).json()
+    assert closed["ivr_outcome"] == "voicemail"
+    stored = await (await supervisor.get(f"/api/v1/interactions/{closed['interaction_id']}")).json()
+    assert stored["end_cause"] == "ivr: voicemail"
+    assert "closed" in stored["ivr_path"]
+    # A caller who hangs up at the menu: how far they got is kept.
+    simulator.ivr_clock = lambda: datetime(2026, 11, 18, 10, 0, tzinfo=UTC)
+    gone = await (
+        await supervisor.post(
+            "/api/v1/simulator/calls", json={"caller": "+447700900113", "keys": ["hangup"]}
+        )
+    ).json()
+    assert gone["ivr_outcome"] == "caller_hangup"
+    stored = await (await supervisor.get(f"/api/v1/interactions/{gone['interaction_id']}")).json()
+    assert stored["ivr_path"][-1] == "main_menu"

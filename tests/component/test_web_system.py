@@ -11,17 +11,16 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from contact_center.app import make_app
-from contact_center.config import parse_config
 from contact_center.keys import DAEMON
 from contact_center.web.routes import declared_roles
+from tests.component.api_fixtures import config_for as api_config_for
 
 ClientFactory = Callable[[web.Application], Awaitable[TestClient[Any, Any]]]
 
 
 def config_for(tmp_path: Path, **sections: Any) -> Any:
-    raw: dict[str, Any] = {"database": {"url": f"sqlite+aiosqlite:///{tmp_path}/cc.db"}}
-    raw.update(sections)
-    return parse_config(raw, {})
+    # The shipped queues: the bundled IVR flows must find theirs.
+    return api_config_for(tmp_path, **sections)
 
 
 async def test_healthz(aiohttp_client: ClientFactory, tmp_path: Path) -> None:

@@ -1,0 +1,134 @@
+"""Runs an IVR flow for one call: the pure interpreter, driven through a caller port.
+
+The interpreter decides; this runner carries out each command with whatever speaks to
+the caller (a FastAGI channel on a real Asterisk, scripted keys on the simulated PBX),
+looks customers up in the store, and on the way out records the path taken and what the
+caller keyed in on the interaction. A caller hanging up at any step ends the run cleanly.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Protocol
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from crm_store import customers, interactions
+from crm_store.models import Customer
+from ivr_flows import interpreter as ivr
+from ivr_flows.model import Flow
+
+log = logging.getLogger(__name__)
+MAX_COMMANDS = 500  # a guard on top of the flow's own step limit
+
+
+class CallerGone(Exception):
+    """The caller hung up while the IVR was talking to them."""
+
+
+class CallerPort(Protocol):
+    """What the IVR needs from the phone line."""
+
+    async def play(self, prompt: str) -> None:
+        """Play a sound; return when done."""
+
+    async def collect(
+        self, prompt: str, max_digits: int, wait_seconds: float, terminator: str | None
+    ) -> str | None:
+        """Play a prompt and read keys; None when the caller pressed nothing in time."""
+
+
+@dataclass(frozen=True)
+class IvrOutcome:
+    """How the call left the IVR."""
+
+    outcome: str  # queued, transferred, voicemail, callback, hangup, caller_hangup, ...
+    command: ivr.Command | None
+    path: list[str]
+    inputs: dict[str, str]
+    skills: dict[str, int]
+    priority: int
+    language: str | None
+    customer_id: int | None
+    tier: str | None
+
+
+async def run_flow(
+    flow: Flow,
+    caller: CallerPort,
+    *,
+    caller_number: str,
+    interaction_id: int,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    region: str,
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> IvrOutcome:
+    """Run `flow` to its end; record the path and inputs on the interaction."""
+    session, command = ivr.start(flow, caller_number, clock())
+    for _ in range(MAX_COMMANDS):
+        if session.finished:
+            break
+        try:
+            result = await _execute(command, caller, sessionmaker, region)
+        except CallerGone:
+            result = ivr.CallerHungUp()
+        command = ivr.advance(flow, session, result, clock())
+    customer_id = int(session.customer_id) if session.customer_id else None
+    async with sessionmaker.begin() as db:
+        await interactions.update_interaction(
+            db,
+            interaction_id,
+            ivr_path=list(session.path),
+            ivr_inputs=dict(session.inputs),
+            **({"customer_id": customer_id} if customer_id is not None else {}),
+        )
+    return IvrOutcome(
+        outcome=session.outcome or "hangup",
+        command=command if session.finished else None,
+        path=list(session.path),
+        inputs=dict(session.inputs),
+        skills=dict(session.skills),
+        priority=session.priority,
+        language=session.language,
+        customer_id=customer_id,
+        tier=session.tier,
+    )
+
+
+async def _execute(
+    command: ivr.Command,
+    caller: CallerPort,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    region: str,
+) -> ivr.Result:
+    if isinstance(command, ivr.Play):
+        await caller.play(command.prompt)
+        return ivr.Played()
+    if isinstance(command, ivr.Collect):
+        keys = await caller.collect(
+            command.prompt, command.max_digits, command.timeout, command.terminator
+        )
+        return ivr.Timeout() if keys is None else ivr.Digits(keys)
+    if isinstance(command, ivr.Lookup):
+        return await _lookup(command, sessionmaker, region)
+    # Terminal commands are carried out by whoever called run_flow (queue, transfer...).
+    return ivr.Played()
+
+
+async def _lookup(
+    command: ivr.Lookup, sessionmaker: async_sessionmaker[AsyncSession], region: str
+) -> ivr.LookupResult:
+    """By caller number: any phone format. By a collected value: a customer number
+    (the customer's id in the store) or, failing that, a phone number."""
+    async with sessionmaker() as db:
+        found = None
+        if command.by == "variable" and command.key.isdigit() and len(command.key) <= 12:
+            found = await db.get(Customer, int(command.key))
+        if found is None:
+            found = await customers.find_customer_by_phone(db, command.key, region)
+    if found is None:
+        return ivr.LookupResult()
+    return ivr.LookupResult(str(found.id), found.tier)
