@@ -9,24 +9,77 @@ and dropped before any decoding: a busy PBX sends mostly VarSet, CEL and RTCP.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import re
 
 _END = b"\r\n\r\n"
 _EVENT = b"Event: "
+_ACTION_ID = b"\r\nActionID: "
 _BANNER = b"Asterisk Call Manager/"
+# Far above any real message (a CoreShowChannel item is ~600 bytes): a peer that never
+# sends a blank line must not make us buffer forever.
+MAX_MESSAGE_BYTES = 1 << 20
+# One regex pass finds every channel variable line: cheaper than a Python loop over
+# the lines of a channel event.
+_VARIABLE = re.compile(r"^(Dest)?ChanVariable(?:\([^)\r\n]*\))?: ([^=\r\n]*)=?([^\r\n]*)", re.M)
 
 
-@dataclass(slots=True)
 class AmiMessage:
     """One AMI message: an event, an action response, or a list item."""
 
-    headers: dict[str, str]
-    # Repeated `ChanVariable: NAME=value` lines (manager.conf channelvars), and the
-    # `DestChanVariable` lines of events about a second channel.
-    chan_vars: dict[str, str] = field(default_factory=dict)
-    dest_chan_vars: dict[str, str] = field(default_factory=dict)
-    # `Output:` lines of a Command action's response, in order.
-    output: list[str] = field(default_factory=list)
+    __slots__ = ("_chan_vars", "_dest_chan_vars", "headers", "output", "raw")
+
+    def __init__(
+        self,
+        headers: dict[str, str],
+        chan_vars: dict[str, str] | None = None,
+        dest_chan_vars: dict[str, str] | None = None,
+        output: list[str] | None = None,
+        raw: str = "",
+    ) -> None:
+        # Dict view: one value per key (the last one when a key repeats).
+        self.headers = headers
+        # `Output:` lines of a Command action's response, in order.
+        self.output = output if output is not None else []
+        # The decoded message. Channel variables and `pairs` are derived from it on
+        # first use: most messages are never asked for them, and a regex pass over
+        # every message would cost more than the rest of the parse.
+        self.raw = raw
+        self._chan_vars = chan_vars
+        self._dest_chan_vars = dest_chan_vars
+
+    def __repr__(self) -> str:
+        return f"AmiMessage({self.headers!r})"
+
+    @property
+    def chan_vars(self) -> dict[str, str]:
+        """`ChanVariable: NAME=value` lines (manager.conf channelvars), by name.
+
+        OriginateResponse spells them `ChanVariable(<channel>): NAME=value`; those
+        land here too.
+        """
+        if self._chan_vars is None:
+            self._split_variables()
+        assert self._chan_vars is not None
+        return self._chan_vars
+
+    @property
+    def dest_chan_vars(self) -> dict[str, str]:
+        """`DestChanVariable` lines: the variables of an event's second channel."""
+        if self._dest_chan_vars is None:
+            self._split_variables()
+        assert self._dest_chan_vars is not None
+        return self._dest_chan_vars
+
+    def _split_variables(self) -> None:
+        own: dict[str, str] = {}
+        dest: dict[str, str] = {}
+        if "ChanVariable" in self.raw:
+            for is_dest, name, value in _VARIABLE.findall(self.raw):
+                (dest if is_dest else own)[name] = value
+        if self._chan_vars is None:
+            self._chan_vars = own
+        if self._dest_chan_vars is None:
+            self._dest_chan_vars = dest
 
     @property
     def event(self) -> str | None:
@@ -43,6 +96,15 @@ class AmiMessage:
         """The ActionID this message answers, if any."""
         return self.headers.get("ActionID")
 
+    @property
+    def pairs(self) -> list[tuple[str, str]]:
+        """Every `Key: value` line in wire order, repeated keys included."""
+        return _pairs(self.raw.split("\r\n")) if self.raw else list(self.headers.items())
+
+    def get(self, key: str, default: str = "") -> str:
+        """A header's value, or `default` when absent."""
+        return self.headers.get(key, default)
+
 
 class AmiParser:
     """Incremental parser; `feed` returns the messages completed by the new bytes."""
@@ -55,6 +117,7 @@ class AmiParser:
         self.banner: str | None = None
         self.skipped = 0
         self.malformed = 0
+        self.oversized = 0
         self._buffer = b""
         self._started = False
 
@@ -64,56 +127,90 @@ class AmiParser:
         if not self._started:
             newline = buffer.find(b"\r\n")
             if newline < 0:
-                self._buffer = buffer
+                self._buffer = self._bounded(buffer)
                 return []
             first = buffer[:newline]
             if first.startswith(_BANNER):
                 self.banner = first.decode("utf-8", "replace")
                 buffer = buffer[newline + 2 :]
             self._started = True
-        blocks = buffer.split(_END)
-        self._buffer = blocks.pop()
+        if self.wanted is None:
+            blocks = buffer.split(_END)
+            self._buffer = self._bounded(blocks.pop())
+            return self._parse_all(blocks)
+        return self._parse_wanted(buffer, self.wanted)
+
+    def _parse_all(self, blocks: list[bytes]) -> list[AmiMessage]:
         messages: list[AmiMessage] = []
-        wanted = self.wanted
         for block in blocks:
-            if not block:
+            if block:
+                message = parse_block(block)
+                if message is None:
+                    self.malformed += 1
+                else:
+                    messages.append(message)
+        return messages
+
+    def _parse_wanted(self, buffer: bytes, wanted: frozenset[bytes]) -> list[AmiMessage]:
+        # Walk the buffer with find() instead of split(): a skipped event is never
+        # even copied out of it.
+        messages: list[AmiMessage] = []
+        find, startswith = buffer.find, buffer.startswith
+        pos = 0
+        while (end := find(_END, pos)) >= 0:
+            if end == pos:
+                pos = end + 4
                 continue
-            if wanted is not None and block.startswith(_EVENT):
-                end = block.find(b"\r\n")
-                name = block[7:] if end < 0 else block[7:end]
-                if name not in wanted:
+            # Events that carry an ActionID are list items or replies an action waits
+            # for (CoreShowChannel, OriginateResponse): never filter those out.
+            if startswith(_EVENT, pos):
+                eol = find(b"\r\n", pos, end)
+                name = buffer[pos + 7 : end if eol < 0 else eol]
+                if name not in wanted and find(_ACTION_ID, pos, end) < 0:
                     self.skipped += 1
+                    pos = end + 4
                     continue
-            message = _parse(block)
+            message = parse_block(buffer[pos:end])
             if message is None:
                 self.malformed += 1
             else:
                 messages.append(message)
+            pos = end + 4
+        self._buffer = self._bounded(buffer[pos:])
         return messages
 
+    def _bounded(self, rest: bytes) -> bytes:
+        if len(rest) <= MAX_MESSAGE_BYTES:
+            return rest
+        self.oversized += 1
+        return b""
 
-def _parse(block: bytes) -> AmiMessage | None:
-    headers: dict[str, str] = {}
-    message = AmiMessage(headers)
-    for line in block.decode("utf-8", "replace").split("\r\n"):
-        key, sep, value = line.partition(":")
-        if not sep:
-            if line.strip():
-                # Old-style command output without a key: keep it as output.
-                message.output.append(line)
-            continue
-        value = value[1:] if value.startswith(" ") else value
-        if key == "ChanVariable" or key == "DestChanVariable":
-            name, _eq, var_value = value.partition("=")
-            target = message.chan_vars if key == "ChanVariable" else message.dest_chan_vars
-            target[name] = var_value
-        elif key == "Output":
-            message.output.append(value)
-        else:
-            headers[key] = value
+
+def parse_block(block: bytes) -> AmiMessage | None:
+    """One message (without its blank line) as an AmiMessage; None if it is neither."""
+    text = block.decode("utf-8", "replace")
+    lines = text.split("\r\n")
+    try:
+        # Fast path: every real line is `Key: value` (empty values keep the space).
+        headers = dict(line.split(": ", 1) for line in lines)
+    except ValueError:
+        headers = dict(_pairs(lines))
     if "Event" not in headers and "Response" not in headers:
         return None
-    return message
+    output = [v for k, v in _pairs(lines) if k == "Output"] if "Output" in headers else None
+    return AmiMessage(headers, output=output, raw=text)
+
+
+def _pairs(lines: list[str]) -> list[tuple[str, str]]:
+    pairs: list[tuple[str, str]] = []
+    for line in lines:
+        key, sep, value = line.partition(":")
+        if sep:
+            pairs.append((key, value[1:] if value.startswith(" ") else value))
+        elif line.strip():
+            # Old-style command output without a key: keep it as output.
+            pairs.append(("Output", line))
+    return pairs
 
 
 def encode_action(action: dict[str, str | list[str]]) -> bytes:
