@@ -149,7 +149,11 @@ async def run(db: Path, seconds: float, customers: int) -> dict[str, Any]:
             "database": {"url": f"sqlite+aiosqlite:///{db}"},
             "pbx": {"mode": "simulated"},
             "skills": [{"name": "none"}],
-            "queues": [{"name": "support", "channels": ["voice"], "offer_timeout_seconds": 120}],
+            # The bundled IVR flows name these queues; calls here go straight to support.
+            "queues": [
+                {"name": name, "channels": ["voice"], "offer_timeout_seconds": 120}
+                for name in ("support", "billing", "spanish")
+            ],
             "logging": {"level": "WARNING"},
         },
         {},
@@ -275,8 +279,10 @@ def main() -> None:
     parser.add_argument("--db", type=Path, help="the screen_pop data set to use")
     args = parser.parse_args()
     customers, interactions = dataset.QUICK if args.quick else dataset.FULL
-    source = args.db or dataset.DATA_DIR / (
-        "screen_pop_quick.db" if args.quick else "screen_pop.db"
+    source = (
+        args.db.resolve()
+        if args.db
+        else dataset.DATA_DIR / ("screen_pop_quick.db" if args.quick else "screen_pop.db")
     )
     if dataset.existing_generation(source, customers, interactions) is None:
         print(f"building the data set at {source} ...", flush=True)

@@ -8,13 +8,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import errno
 import getpass
 import logging
 import os
+import re
+import shutil
 import sys
 from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, TextIO, TypeVar
 
 from contact_center.config import Config, load_config
 from contact_center.errors import CommandError, ConfigError
@@ -24,13 +28,88 @@ DEFAULT_CONFIG = "config.yaml"
 
 log = logging.getLogger("contact_center.cli")
 
+T = TypeVar("T")
+
 
 def _config_path(args: argparse.Namespace) -> str:
     return str(args.config or os.environ.get("CC_CONFIG") or DEFAULT_CONFIG)
 
 
+def _load_path(path: str) -> Config:
+    try:
+        return load_config(path)
+    except UnicodeDecodeError as exc:
+        problem = f"{path}: cannot read (not UTF-8 text: {_decode_problem(exc)})"
+        raise ConfigError([problem]) from None
+
+
 def _load(args: argparse.Namespace) -> Config:
-    return load_config(_config_path(args))
+    return _load_path(_config_path(args))
+
+
+_ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)")
+_QUOTED = re.compile(r"\"[^\"]*\"|'[^']*'")
+
+
+def _hide_secrets(message: str, path: str) -> str:
+    """Show `${NAME}` where a message quotes a value the file took from the environment.
+
+    Validation errors quote the bad value (`got "..."`); a value that came from a `${NAME}`
+    reference is a secret and must not be printed, so it is replaced by the reference.
+    """
+    try:
+        source = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return message
+    secrets = {
+        os.environ[name]: f"${{{name}}}"
+        for name in set(_ENV_REFERENCE.findall(source))
+        if os.environ.get(name)
+    }
+    if not secrets:
+        return message
+
+    def hide(quoted: re.Match[str]) -> str:
+        text = quoted.group(0)
+        for value in sorted(secrets, key=len, reverse=True):
+            text = text.replace(value, secrets[value])
+        return text
+
+    return _QUOTED.sub(hide, message)
+
+
+def _decode_problem(exc: UnicodeDecodeError) -> str:
+    return f"byte 0x{exc.object[exc.start]:02x} at offset {exc.start}"
+
+
+def _database_problem(exc: BaseException) -> str:
+    """The reason a database operation failed, without SQLAlchemy's wrapping and links."""
+    from sqlalchemy.exc import DBAPIError
+
+    if isinstance(exc, DBAPIError) and exc.orig is not None:
+        exc = exc.orig
+    if isinstance(exc, OSError) and exc.errno is not None and exc.errno > 0:
+        return os.strerror(exc.errno)  # "Connection refused", not asyncio's wording
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror  # getaddrinfo's errors have their own (negative) numbers
+    if isinstance(exc, TimeoutError):
+        return "timed out"
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
+def _run_db(config: Config, work: Coroutine[Any, Any, T]) -> T:
+    """`asyncio.run(work)`, with a database that cannot be reached or read as a clear error."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from crm_store.database import describe_database
+
+    try:
+        return asyncio.run(work)
+    except BrokenPipeError:
+        raise
+    except (OSError, SQLAlchemyError) as exc:
+        where = describe_database(config.database.url)
+        raise CommandError(f"database {where}: {_database_problem(exc)}") from None
 
 
 def _err(message: str) -> None:
@@ -45,12 +124,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     from contact_center.app import DatabaseBehind
     from contact_center.logging_setup import setup_logging
     from contact_center.server import serve
+    from crm_store import migrate
+    from ivr_flows.loader import FlowError
 
     config = _load(args)
     setup_logging(config.logging)
+    # Reach the database first: a connection error met while the daemon starts would
+    # otherwise look like a failure to listen.
+    _run_db(config, migrate.current_revision(config.database.url))
     try:
         return asyncio.run(serve(config))
-    except DatabaseBehind as exc:
+    except (DatabaseBehind, FlowError) as exc:
         _err(str(exc))
         return 1
     except OSError as exc:
@@ -60,9 +144,18 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_check_config(args: argparse.Namespace) -> int:
     """Validate the configuration and summarise it."""
+    from contact_center.flows import load_configured_flows
+    from ivr_flows.loader import FlowError
+
     path = _config_path(args)
-    config = load_config(path)
+    config = _load_path(path)
+    try:
+        flows = load_configured_flows(config)
+    except FlowError as exc:
+        _err(f"{path}: {exc.message}")
+        return 1
     print(f"{path}: OK")
+    print(f"  IVR flows: {', '.join(sorted(flows))} (default {config.ivr.default_flow})")
     for line in summarize(config):
         print(f"  {line}")
     return 0
@@ -117,7 +210,7 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
         await migrate.upgrade(config.database.url)
         return before, await migrate.current_revision(config.database.url)
 
-    before, after = asyncio.run(go())
+    before, after = _run_db(config, go())
     where = describe_database(config.database.url)
     if before == after:
         print(f"{where}: already at {after}")
@@ -245,7 +338,7 @@ def cmd_db_seed_demo(args: argparse.Namespace) -> int:
         finally:
             await engine.dispose()
 
-    created, working = asyncio.run(go())
+    created, working = _run_db(config, go())
     print("demo users and customers created" if created else "users exist: no demo data added")
     if working:
         print("demo logins (change these passwords before real use):")
@@ -356,6 +449,7 @@ def cmd_customers_import(args: argparse.Namespace) -> int:
     config = _load(args)
     path = Path(args.file)
     try:
+        _check_utf8(path)
         stream: TextIO = path.open(encoding="utf-8-sig", newline="")
     except OSError as exc:
         raise CommandError(f"{path}: cannot open ({exc.strerror})") from None
@@ -371,7 +465,7 @@ def cmd_customers_import(args: argparse.Namespace) -> int:
             await engine.dispose()
 
     with stream:
-        report = asyncio.run(go())
+        report = _run_db(config, go())
     print(
         f"{path}: {report.created} created, {report.updated} updated, "
         f"{report.unchanged} unchanged, {len(report.refused)} refused"
@@ -381,6 +475,76 @@ def cmd_customers_import(args: argparse.Namespace) -> int:
     return 1 if report.refused else 0
 
 
+def _check_utf8(path: Path) -> None:
+    """Refuse a file that is not UTF-8 before importing any of it (OSError if unreadable)."""
+    with path.open("rb") as raw:
+        # A newline byte is never part of a multi-byte UTF-8 character: lines decode alone.
+        for number, line in enumerate(raw, 1):
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise CommandError(
+                    f"{path}: line {number} is not UTF-8 text ({_decode_problem(exc)} of the "
+                    "line); save the file as UTF-8 CSV. Nothing was imported."
+                ) from None
+
+
+class _Output:
+    """Where an export goes, opened before any query runs so a bad path fails first.
+
+    A regular file is written beside its destination and moved into place once complete:
+    a failed export never leaves a partial file nor spoils an earlier one. Devices and pipes
+    (`/dev/stdout`, a FIFO) are written directly.
+    """
+
+    def __init__(self, target: str) -> None:
+        self.target = target
+        self.final: Path | None = None
+        self.temp: Path | None = None
+        given = Path(target)
+        try:
+            if given.is_dir():
+                raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR))
+            if given.exists() and not given.is_file():
+                self.stream: TextIO = open(given, "w", encoding="utf-8", newline="")  # noqa: SIM115
+                return
+            final = Path(os.path.realpath(target))  # write through a symbolic link
+            if final.exists() and not os.access(final, os.W_OK):
+                raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))
+            temp = final.with_name(f".{final.name}.{os.getpid()}.tmp")
+            # 0o666 less the umask, as a plain open() would create it.
+            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+            self.final, self.temp = final, temp
+            self.stream = os.fdopen(fd, "w", encoding="utf-8", newline="")
+            if final.exists():
+                shutil.copymode(final, temp)
+        except OSError as exc:
+            self.discard()
+            raise CommandError(f"cannot write {target}: {exc.strerror or exc}") from None
+
+    def commit(self) -> None:
+        """Close the output and put it in place."""
+        try:
+            self.stream.close()
+            if self.temp is not None and self.final is not None:
+                os.replace(self.temp, self.final)
+                self.temp = None
+        except OSError as exc:
+            self.discard()
+            raise CommandError(f"cannot write {self.target}: {exc.strerror or exc}") from None
+
+    def discard(self) -> None:
+        """Close the output and drop what was written (for a regular file)."""
+        stream = getattr(self, "stream", None)
+        if stream is not None:
+            with contextlib.suppress(OSError):
+                stream.close()
+        if self.temp is not None:
+            with contextlib.suppress(OSError):
+                self.temp.unlink()
+            self.temp = None
+
+
 def cmd_customers_export(args: argparse.Namespace) -> int:
     """Export every customer as CSV (the import format)."""
     from crm_store.customer_csv import export_customers
@@ -388,21 +552,34 @@ def cmd_customers_export(args: argparse.Namespace) -> int:
     config = _load(args)
     count = 0
     to_stdout = args.output in (None, "-")
-    # Opened before the event loop starts: a bad path fails before any query runs.
-    try:
-        out = sys.stdout if to_stdout else open(args.output, "w", encoding="utf-8", newline="")  # noqa: SIM115
-    except OSError as exc:
-        raise CommandError(f"cannot write {args.output}: {exc.strerror}") from None
+    output = None if to_stdout else _Output(args.output)
+    out = sys.stdout if output is None else output.stream
+    shown = "standard output" if output is None else args.output
 
     async def go(session: Any) -> None:
         nonlocal count
-        count = await export_customers(session, out)
+        try:
+            count = await export_customers(session, out)
+            out.flush()
+        except BrokenPipeError:
+            if to_stdout:
+                raise  # the reader went away (`| head`): main() ends quietly
+            raise CommandError(f"cannot write {shown}: the reader went away") from None
+        except OSError as exc:
+            raise CommandError(f"cannot write {shown}: {exc.strerror or exc}") from None
 
     try:
         _with_session(config, go)
-    finally:
-        if not to_stdout:
-            out.close()
+    except BrokenPipeError:
+        raise
+    except BaseException:
+        if output is not None:
+            output.discard()
+        else:
+            _silence_stdout()  # a partial export must not be flushed on the way out
+        raise
+    if output is not None:
+        output.commit()
     print(f"{count} customers exported", file=sys.stderr)
     return 0
 
@@ -424,7 +601,7 @@ def _with_session(config: Config, work: Callable[[Any], Coroutine[Any, Any, None
         finally:
             await engine.dispose()
 
-    asyncio.run(go())
+    _run_db(config, go())
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -501,6 +678,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _silence_stdout() -> None:
+    """Point standard output at /dev/null so the interpreter's final flush cannot fail."""
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `contact-center` console script."""
     args = build_parser().parse_args(argv)
@@ -509,13 +693,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         code: int = args.func(args)
     except ConfigError as exc:
-        _err(f"{_config_path(args)}: {exc.message}")
+        path = _config_path(args)
+        _err(_hide_secrets(f"{path}: {exc.message}", path))
         return 1
     except StoreError as exc:
         _err(f"{exc.message} [{exc.error_id}]")
         return 1
     except CommandError as exc:
         _err(exc.message)
+        return 1
+    except BrokenPipeError:
+        # Standard output was closed early (`contact-center customers export | head`).
+        _silence_stdout()
         return 1
     except KeyboardInterrupt:
         return 130

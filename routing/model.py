@@ -112,11 +112,24 @@ class Agent:
             return "wrap_up"
         return "idle"
 
+    def time_in_status(self, now: float) -> float:
+        """Seconds since the status last changed."""
+        return max(0.0, now - self.status_since)
+
+    def time_in_activity(self, now: float) -> float:
+        """Seconds since the activity last changed (wrap-up counts from its own end)."""
+        if (
+            self.wrap_up_until is not None
+            and self.wrap_up_until <= now
+            and self.activity(now) == "idle"
+        ):
+            # The timer ran out but nobody ticked yet: idle since it ran out.
+            return max(0.0, now - self.wrap_up_until)
+        return max(0.0, now - self.activity_since)
+
     def load(self, channel: Channel) -> int:
-        """Contacts held or reserved on `channel`."""
-        return sum(1 for c in self.active.values() if c == channel) + sum(
-            1 for c in self.offered.values() if c == channel
-        )
+        """Contacts held or reserved on `channel` (an offer reserves capacity)."""
+        return [*self.active.values()].count(channel) + [*self.offered.values()].count(channel)
 
     def can_take(self, channel: Channel, policy: Policy, now: float) -> bool:
         """Ready, out of wrap-up, under capacity, and not blocked by another channel."""
@@ -126,8 +139,12 @@ class Agent:
             return False
         if self.load(channel) >= self.capacity.get(channel, 0):
             return False
-        held = set(self.active.values()) | set(self.offered.values())
-        return not any(channel in policy.blocks.get(h, ()) for h in held if h != channel)
+        for held in (*self.active.values(), *self.offered.values()):
+            # A rule reads "while on <held>, no new <channel>"; a channel never blocks
+            # itself (capacity covers that).
+            if held != channel and channel in policy.blocks.get(held, ()):
+                return False
+        return True
 
 
 @dataclass(slots=True)
@@ -144,6 +161,8 @@ class Contact:
     # When the contact entered its current queue: relaxation counts from here.
     queue_entered_at: float = 0.0
     seq: int = 0  # arrival order: ties broken by it, and a re-queued contact keeps it
+    # Relaxation step the router filed the contact under (maintained by the router).
+    step: int = 0
     offered_to: int | None = None
     declined_by: set[int] = field(default_factory=set)
     overflowed_from: str | None = None

@@ -5,12 +5,15 @@ Inputs are method calls carrying `now` (seconds); outputs are decisions (`Offer`
 so replaying the same calls gives the same decisions.
 
 Indexes keep a decision away from scanning everything:
-- each queue keeps its waiting contacts in a sorted list (priority, age, arrival);
+- each queue keeps its waiting contacts in one sorted list per relaxation step
+  (priority, age, arrival), so an agent who only qualifies from step 1 never walks the
+  contacts still at step 0;
 - each (queue, relaxation step, channel) keeps a heap of agents able to take a contact
   now, ordered by the queue's strategy; entries are invalidated lazily by a per-agent
   version number, so updating an agent is a few pushes, never a search;
 - a heap of deadlines (offer expiry, wrap-up end, relaxation steps, maximum wait) tells
-  `tick` exactly what is due.
+  `tick` exactly what is due. Every call that can return decisions first runs what is
+  due by its `now`, so a late `tick` never leaves the indexes behind the clock.
 """
 
 from __future__ import annotations
@@ -18,10 +21,12 @@ from __future__ import annotations
 import bisect
 import heapq
 import itertools
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from routing.model import (
+    CHANNELS,
+    Activity,
     Agent,
     Channel,
     Contact,
@@ -46,7 +51,12 @@ class RoutingError(Exception):
 
 
 _HeapKey = tuple[float, ...]
-COMPACT_EVERY = 50_000
+_HeapEntry = tuple[_HeapKey, int, int]  # (order key, agent version, agent id)
+_ContactKey = tuple[int, float, int]
+_Bin = list[tuple[_ContactKey, str]]
+# A heap is rebuilt from its live entries once it holds this many times its members.
+_COMPACT_FACTOR = 3
+_COMPACT_SLACK = 64
 
 
 @dataclass(slots=True)
@@ -69,34 +79,50 @@ class Router:
         self.agents: dict[int, Agent] = {}
         self.contacts: dict[str, Contact] = {}
         self.offers: dict[str, Offer] = {}
-        self._waiting: dict[str, list[tuple[tuple[int, float, int], str]]] = {
-            name: [] for name in self.queues
+        # Requirements per (queue, step), computed once: they are read on every decision.
+        self._levels: dict[tuple[str, int], dict[str, int]] = {}
+        self._widened: dict[tuple[str, int], tuple[str, ...]] = {}
+        for q in self.queues.values():
+            for step in range(len(q.relaxation) + 1):
+                self._levels[q.name, step], self._widened[q.name, step] = q.requirements(step)
+        # (queue, step) pairs by one skill they require: an agent without that skill cannot
+        # meet them, so indexing an agent only looks at the pairs of skills they hold.
+        self._pairs_by_skill: dict[str | None, list[tuple[str, int]]] = {}
+        for pair, levels in self._levels.items():
+            needed = [skill for skill, level in levels.items() if level > 0]
+            first = min(needed) if needed else None
+            self._pairs_by_skill.setdefault(first, []).append(pair)
+        self._bins: dict[str, list[_Bin]] = {
+            name: [[] for _ in range(len(q.relaxation) + 1)] for name, q in self.queues.items()
         }
-        self._heaps: dict[tuple[str, int, Channel], list[tuple[_HeapKey, int, int]]] = {}
+        self._members: dict[str, set[str]] = {name: set() for name in self.queues}
+        self._heaps: dict[tuple[str, int, Channel], list[_HeapEntry]] = {}
         self._agent_version: dict[int, int] = {}
         # agent -> [(queue, step)] whose minimum levels the agent meets.
         self._eligible: dict[int, list[tuple[str, int]]] = {}
+        self._eligible_count: dict[tuple[str, int], int] = {}
         # agent -> {queue: lowest step at which the agent may take its contacts}
         self._reach: dict[int, dict[str, int]] = {}
         self._contact_version: dict[str, int] = {}
         self._deadlines: list[_Deadline] = []
         self._seq = itertools.count(1)
-        self._pushes = 0
+        self._max_steps = max((len(q.relaxation) for q in self.queues.values()), default=0)
         # Channels each queue's agent heaps are kept for: its own, and those of queues
         # that widen to it.
-        self._heap_channels: dict[str, set[Channel]] = {
-            name: set(q.channels) for name, q in self.queues.items()
-        }
+        self._heap_channels: dict[str, tuple[Channel, ...]] = {}
+        wanted: dict[str, set[Channel]] = {n: set(q.channels) for n, q in self.queues.items()}
         for q in self.queues.values():
             for relax in q.relaxation:
                 for target in relax.widen_to:
-                    if target in self._heap_channels:
-                        self._heap_channels[target].update(q.channels)
+                    if target in wanted:
+                        wanted[target].update(q.channels)
+        for name, channels in wanted.items():
+            self._heap_channels[name] = tuple(c for c in CHANNELS if c in channels)
 
     # --- agents ------------------------------------------------------------------
 
     def add_agent(self, agent: Agent, now: float) -> list[Decision]:
-        """Start routing to `agent` (replacing a previous one with the same id)."""
+        """Start routing to `agent` (an agent id may be added once)."""
         if agent.id in self.agents:
             raise RoutingError("routing.duplicate_agent", f"agent {agent.id} is already known")
         self.agents[agent.id] = agent
@@ -106,9 +132,10 @@ class Router:
     def update_skills(self, agent_id: int, skills: dict[str, int], now: float) -> list[Decision]:
         """Change an agent's skills (an admin edited them)."""
         agent = self._agent(agent_id)
+        decisions = self.tick(now)
         agent.skills = dict(skills)
         self._index_skills(agent)
-        return self._after_agent_change(agent, now)
+        return decisions + self._after_agent_change(agent, now)
 
     def set_status(
         self, agent_id: int, status: Status, now: float, reason: str | None = None
@@ -117,19 +144,17 @@ class Router:
         agent = self._agent(agent_id)
         if status == "not_ready" and not reason:
             raise RoutingError("routing.reason_required", "not ready needs a reason code")
-        decisions: list[Decision] = []
-        changed = (agent.status, agent.reason) != (
-            status,
-            reason if status == "not_ready" else None,
-        )
+        decisions = self.tick(now)
+        new_reason = reason if status == "not_ready" else None
+        changed = (agent.status, agent.reason) != (status, new_reason)
         if changed:
             agent.status = status
-            agent.reason = reason if status == "not_ready" else None
+            agent.reason = new_reason
             agent.status_since = now
         if status != "ready":
             # Offers not yet answered go back to their queues at once (to someone else:
             # the status is already set).
-            for contact_id in list(agent.offered):
+            for contact_id in sorted(agent.offered):
                 decisions += self._withdraw_offer(contact_id, now, missed=False)
         if status == "ready" and changed:
             agent.missed_in_row = 0
@@ -152,90 +177,93 @@ class Router:
             )
         if contact.id in self.contacts:
             raise RoutingError("routing.duplicate_contact", f"contact {contact.id} is queued")
+        decisions = self.tick(now)
         if not contact.seq:
             contact.seq = next(self._seq)
         if not contact.queue_entered_at:
             contact.queue_entered_at = now
+        contact.offered_to = None
         self.contacts[contact.id] = contact
+        self._members[contact.queue].add(contact.id)
         self._contact_version[contact.id] = 0
-        self._wait(contact)
+        self._wait(contact, now)
         self._schedule_contact(contact)
-        return self._match_contact(contact, now)
+        return decisions + self._match_contact(contact, now)
 
     def accept(self, contact_id: str, agent_id: int, now: float) -> None:
         """The agent took the offered contact (answered the phone, accepted the chat)."""
-        offer = self.offers.get(contact_id)
-        if offer is None or offer.agent_id != agent_id:
-            raise RoutingError(
-                "routing.no_such_offer", f"contact {contact_id} is not offered to agent {agent_id}"
-            )
-        agent = self._agent(agent_id)
+        offer = self._offer_of(contact_id, agent_id)
+        agent = self._agent(offer.agent_id)
+        before = agent.activity(now)
         del self.offers[contact_id]
         channel = agent.offered.pop(contact_id)
         agent.active[contact_id] = channel
         agent.missed_in_row = 0
-        agent.activity_since = now
-        self.contacts.pop(contact_id, None)
-        self._contact_version.pop(contact_id, None)
+        self._forget_contact(contact_id)
+        self._activity_changed(agent, before, now)
         self._bump(agent, now)
 
     def reject(self, contact_id: str, agent_id: int, now: float) -> list[Decision]:
         """The agent declined the offer: the contact goes to someone else."""
-        offer = self.offers.get(contact_id)
-        if offer is None or offer.agent_id != agent_id:
-            raise RoutingError(
-                "routing.no_such_offer", f"contact {contact_id} is not offered to agent {agent_id}"
-            )
-        self.contacts[contact_id].declined_by.add(agent_id)
-        return self._withdraw_offer(contact_id, now, missed=False)
+        self._offer_of(contact_id, agent_id)
+        decisions = self.tick(now)
+        if contact_id in self.offers:  # not already expired by the catch-up above
+            self.contacts[contact_id].declined_by.add(agent_id)
+            decisions += self._withdraw_offer(contact_id, now, missed=False)
+        return decisions
 
     def remove_contact(self, contact_id: str, now: float) -> list[Decision]:
         """The contact left before being answered (caller hung up, chat closed)."""
-        contact = self.contacts.pop(contact_id, None)
+        decisions = self.tick(now)
+        contact = self.contacts.get(contact_id)
         if contact is None:
-            return []
-        self._contact_version.pop(contact_id, None)
-        self._unwait(contact)
+            return decisions
         offer = self.offers.pop(contact_id, None)
         if offer is None:
-            return []
-        agent = self.agents.get(offer.agent_id)
-        if agent is None:
-            return []
+            self._unwait(contact)
+        self._forget_contact(contact_id)
+        if offer is None:
+            return decisions
+        agent = self.agents[offer.agent_id]
+        before = agent.activity(now)
         agent.offered.pop(contact_id, None)
-        self._became_lighter(agent, now)
-        return self._after_agent_change(agent, now)
+        self._became_lighter(agent, before, now)
+        return decisions + self._after_agent_change(agent, now)
 
     def end_contact(self, contact_id: str, agent_id: int, now: float) -> list[Decision]:
         """The agent finished a contact: wrap-up starts (if configured), then more work."""
         agent = self._agent(agent_id)
-        if agent.active.pop(contact_id, None) is None:
+        if contact_id not in agent.active:
             raise RoutingError(
                 "routing.no_such_contact", f"agent {agent_id} is not handling {contact_id}"
             )
+        decisions = self.tick(now)
+        before = agent.activity(now)
+        del agent.active[contact_id]
         if self.policy.wrap_up_seconds > 0:
+            # One wrap-up timer per agent: a later end restarts it, so the notes of the
+            # last contact always get the full time.
             agent.wrap_up_until = now + self.policy.wrap_up_seconds
-            self._push_deadline(agent.wrap_up_until, "wrap_up", agent.id, self._bump(agent, now))
-        self._became_lighter(agent, now)
-        return self._after_agent_change(agent, now)
+            self._push_deadline(agent.wrap_up_until, "wrap_up", agent.id, 0)
+        self._became_lighter(agent, before, now)
+        return decisions + self._after_agent_change(agent, now)
 
     def start_direct(self, contact_id: str, agent_id: int, channel: Channel, now: float) -> None:
         """The agent started a contact themselves (click-to-dial): it takes capacity."""
         agent = self._agent(agent_id)
+        before = agent.activity(now)
         agent.active[contact_id] = channel
-        agent.activity_since = now
+        self._activity_changed(agent, before, now)
         self._bump(agent, now)
-
-    def queues_for_agent(self, agent_id: int) -> list[str]:
-        """The queues whose contacts the agent may take (at some relaxation step)."""
-        return sorted(self._reach.get(agent_id, {}))
 
     def finish_wrap_up(self, agent_id: int, now: float) -> list[Decision]:
         """The agent ended wrap-up early."""
         agent = self._agent(agent_id)
+        decisions = self.tick(now)
+        if agent.wrap_up_until is not None and agent.wrap_up_until > now:
+            self._end_wrap_up(agent, now)
         agent.wrap_up_until = None
-        agent.activity_since = now
-        return self._after_agent_change(agent, now)
+        return decisions + self._after_agent_change(agent, now)
 
     # --- time --------------------------------------------------------------------
 
@@ -256,13 +284,13 @@ class Router:
                 decisions += self._withdraw_offer(str(deadline.ref), now, missed=True)
             elif deadline.kind == "wrap_up":
                 agent = self.agents[int(deadline.ref)]
-                agent.wrap_up_until = None
-                agent.activity_since = now
+                self._end_wrap_up(agent, deadline.at)
                 decisions.append(WrapUpEnded(agent.id))
                 decisions += self._after_agent_change(agent, now)
             elif deadline.kind == "relax":
                 contact = self.contacts[str(deadline.ref)]
                 if contact.offered_to is None:
+                    self._restep(contact, now)
                     decisions += self._match_contact(contact, now)
             elif deadline.kind == "max_wait":
                 decisions += self._max_wait(self.contacts[str(deadline.ref)], now)
@@ -272,11 +300,21 @@ class Router:
 
     def waiting(self, queue: str) -> list[Contact]:
         """Contacts waiting (not offered) in a queue, in routing order."""
-        return [self.contacts[cid] for _key, cid in self._waiting[queue]]
+        merged = heapq.merge(*self._bins[queue])
+        return [self.contacts[cid] for _key, cid in merged]
 
     def queued(self, queue: str) -> list[Contact]:
-        """Every contact in a queue, offered or not."""
-        return [c for c in self.contacts.values() if c.queue == queue]
+        """Every contact in a queue, offered or not, in routing order."""
+        members = [self.contacts[cid] for cid in self._members[queue]]
+        return sorted(members, key=Contact.sort_key)
+
+    def queues_for_agent(self, agent_id: int) -> list[str]:
+        """The queues whose contacts the agent may take (at some relaxation step)."""
+        return sorted(self._reach.get(agent_id, {}))
+
+    def requirements(self, queue: str, step: int) -> tuple[dict[str, int], tuple[str, ...]]:
+        """(minimum levels, widened queues) of `queue` at relaxation `step` (cached)."""
+        return self._levels[queue, step], self._widened[queue, step]
 
     # --- matching ----------------------------------------------------------------
 
@@ -284,15 +322,14 @@ class Router:
         found = self._best_agent_for(contact, now)
         if found is None:
             return []
-        agent, step, via = found
-        return [self._offer(contact, agent, step, via, now)]
+        agent, via = found
+        return [self._offer(contact, agent, via, now)]
 
-    def _best_agent_for(self, contact: Contact, now: float) -> tuple[Agent, int, str] | None:
+    def _best_agent_for(self, contact: Contact, now: float) -> tuple[Agent, str] | None:
         queue = self.queues[contact.queue]
-        step = queue.step_at(now - contact.queue_entered_at)
-        _levels, widened = queue.requirements(step)
+        widened = self._widened[queue.name, contact.step]
         best: tuple[_HeapKey, Agent, str] | None = None
-        for source, source_step in [(queue.name, step), *((w, 0) for w in widened)]:
+        for source, source_step in [(queue.name, contact.step), *((w, 0) for w in widened)]:
             agent = self._first_agent(source, source_step, contact, now)
             if agent is None:
                 continue
@@ -301,24 +338,25 @@ class Router:
                 best = (key, agent, source)
         if best is None:
             return None
-        return best[1], step, best[2]
+        return best[1], best[2]
 
     def _first_agent(self, queue: str, step: int, contact: Contact, now: float) -> Agent | None:
         heap = self._heaps.get((queue, step, contact.channel))
         if not heap:
             return None
-        skipped: list[tuple[_HeapKey, int, int]] = []
+        skipped: list[_HeapEntry] = []
         found: Agent | None = None
         while heap:
-            entry = heap[0]
-            _key, version, agent_id = entry
+            _key, version, agent_id = heap[0]
             agent = self.agents.get(agent_id)
             if (
                 agent is None
                 or self._agent_version.get(agent_id) != version
                 or not agent.can_take(contact.channel, self.policy, now)
             ):
-                heapq.heappop(heap)  # stale: the agent changed since this entry
+                # Stale: the agent changed since this entry. Any change that lets them
+                # take work again bumps their version and pushes a fresh entry.
+                heapq.heappop(heap)
                 continue
             if agent_id in contact.declined_by or not _meets(agent.skills, contact.extra_skills):
                 skipped.append(heapq.heappop(heap))
@@ -331,46 +369,45 @@ class Router:
 
     def _match_agent(self, agent: Agent, now: float) -> list[Decision]:
         decisions: list[Decision] = []
-        while True:
-            best: tuple[tuple[int, float, int], Contact, int, str] | None = None
+        while agent.status == "ready":
+            takes = {c for c in CHANNELS if agent.can_take(c, self.policy, now)}
+            if not takes:
+                break
+            best: tuple[_ContactKey, Contact] | None = None
             for queue_name, min_step in self._reach.get(agent.id, {}).items():
-                queue = self.queues[queue_name]
-                if not any(agent.can_take(c, self.policy, now) for c in queue.channels):
-                    continue
-                for key, contact_id in self._waiting[queue_name]:
-                    if best is not None and key >= best[0]:
-                        break  # this queue's remaining contacts rank lower
-                    contact = self.contacts[contact_id]
-                    step = queue.step_at(now - contact.queue_entered_at)
-                    if step < min_step or not agent.can_take(contact.channel, self.policy, now):
-                        continue
-                    if agent.id in contact.declined_by:
-                        continue
-                    if not _meets(agent.skills, contact.extra_skills):
-                        continue
-                    via = self._via(queue, step, agent)
-                    best = (key, contact, step, via)
-                    break
+                bins = self._bins[queue_name]
+                for step in range(min_step, len(bins)):
+                    for key, contact_id in bins[step]:
+                        if best is not None and key >= best[0]:
+                            break  # this bin's remaining contacts rank lower
+                        contact = self.contacts[contact_id]
+                        if (
+                            contact.channel in takes
+                            and agent.id not in contact.declined_by
+                            and _meets(agent.skills, contact.extra_skills)
+                        ):
+                            best = (key, contact)
+                            break
             if best is None:
-                return decisions
-            _key, contact, step, via = best
-            decisions.append(self._offer(contact, agent, step, via, now))
+                break
+            contact = best[1]
+            via = self._via(self.queues[contact.queue], contact.step, agent)
+            decisions.append(self._offer(contact, agent, via, now))
+        return decisions
 
     def _via(self, queue: QueueDef, step: int, agent: Agent) -> str:
-        levels, widened = queue.requirements(step)
-        if _meets(agent.skills, levels):
+        if _meets(agent.skills, self._levels[queue.name, step]):
             return queue.name
-        for target in widened:
-            if _meets(agent.skills, self.queues[target].skills):
+        for target in self._widened[queue.name, step]:
+            if _meets(agent.skills, self._levels[target, 0]):
                 return target
         return queue.name
 
-    def _offer(self, contact: Contact, agent: Agent, step: int, via: str, now: float) -> Offer:
+    def _offer(self, contact: Contact, agent: Agent, via: str, now: float) -> Offer:
         queue = self.queues[contact.queue]
-        levels, _widened = queue.requirements(step)
+        step = contact.step
+        levels = self._levels[queue.name, step] if via == queue.name else self._levels[via, 0]
         required = {**levels, **contact.extra_skills}
-        if via != queue.name:
-            required = {**self.queues[via].skills, **contact.extra_skills}
         explanation: dict[str, object] = {
             "queue": queue.name,
             "step": step,
@@ -393,11 +430,12 @@ class Router:
             expires_at=now + queue.offer_timeout_seconds,
             explanation=explanation,
         )
+        before = agent.activity(now)
         self._unwait(contact)
         contact.offered_to = agent.id
         self.offers[contact.id] = offer
         agent.offered[contact.id] = contact.channel
-        agent.activity_since = now
+        self._activity_changed(agent, before, now)
         version = self._bump_contact(contact)
         self._push_deadline(offer.expires_at, "offer", contact.id, version)
         self._bump(agent, now)
@@ -409,33 +447,38 @@ class Router:
             return []
         contact = self.contacts[contact_id]
         agent = self.agents[offer.agent_id]
+        before = agent.activity(now)
         agent.offered.pop(contact_id, None)
         contact.offered_to = None
         decisions: list[Decision] = []
-        went_not_ready = False
         if missed:
             agent.missed_in_row += 1
             limit = self.policy.not_ready_after_missed
-            if limit and agent.missed_in_row >= limit and agent.status == "ready":
+            went_not_ready = bool(
+                limit and agent.missed_in_row >= limit and agent.status == "ready"
+            )
+            if went_not_ready:
                 agent.status = "not_ready"
                 agent.reason = self.policy.missed_reason
                 agent.status_since = now
-                went_not_ready = True
-                for other in list(agent.offered):
-                    decisions += self._withdraw_offer(other, now, missed=False)
             contact.declined_by.add(agent.id)
-            decisions.insert(0, OfferExpired(contact_id, agent.id, went_not_ready))
+            decisions.append(OfferExpired(contact_id, agent.id, went_not_ready))
+            if went_not_ready:
+                for other in sorted(agent.offered):
+                    decisions += self._withdraw_offer(other, now, missed=False)
         # Back in the queue with its original place (same priority, age and arrival).
-        self._wait(contact)
+        self._wait(contact, now)
         self._schedule_contact(contact)
-        self._became_lighter(agent, now)
+        self._became_lighter(agent, before, now)
         decisions += self._match_contact(contact, now)
         decisions += self._after_agent_change(agent, now)
         return decisions
 
     def _max_wait(self, contact: Contact, now: float) -> list[Decision]:
         if contact.offered_to is not None:
-            return []  # being offered: let the offer run its course
+            # Being offered: let the offer run its course; a withdrawn offer reschedules
+            # this deadline, already due, so it fires on the next tick.
+            return []
         queue = self.queues[contact.queue]
         waited = now - contact.queue_entered_at
         decision = MaxWaitReached(
@@ -444,16 +487,18 @@ class Router:
         self._unwait(contact)
         if queue.on_max_wait == "overflow" and queue.overflow_to in self.queues:
             target = self.queues[queue.overflow_to]
+            self._members[queue.name].discard(contact.id)
+            self._members[target.name].add(contact.id)
             contact.overflowed_from = queue.name
             contact.queue = target.name
             contact.queue_entered_at = now
+            # The queue's own weight is swapped for the new queue's; tier and IVR weights stay.
             contact.priority += target.priority - queue.priority
             contact.declined_by.clear()
-            self._wait(contact)
+            self._wait(contact, now)
             self._schedule_contact(contact)
             return [decision, *self._match_contact(contact, now)]
-        self.contacts.pop(contact.id, None)
-        self._contact_version.pop(contact.id, None)
+        self._forget_contact(contact.id)
         return [decision]
 
     # --- bookkeeping -------------------------------------------------------------
@@ -462,76 +507,106 @@ class Router:
         self._bump(agent, now)
         return self._match_agent(agent, now)
 
-    def _became_lighter(self, agent: Agent, now: float) -> None:
+    def _became_lighter(self, agent: Agent, before: Activity, now: float) -> None:
         if not agent.active and not agent.offered:
             agent.idle_since = now
-        agent.activity_since = now
+        self._activity_changed(agent, before, now)
+
+    @staticmethod
+    def _end_wrap_up(agent: Agent, at: float) -> None:
+        # Longest idle counts from when the agent became available again, not from the
+        # end of the contact: wrap-up is work.
+        agent.wrap_up_until = None
+        if not agent.active and not agent.offered:
+            agent.idle_since = at
+            agent.activity_since = at
+
+    @staticmethod
+    def _activity_changed(agent: Agent, before: Activity, now: float) -> None:
+        # Time in activity counts from the last real change, not from every touch.
+        if agent.activity(now) != before:
+            agent.activity_since = now
 
     def _bump(self, agent: Agent, now: float) -> int:
         """New version for the agent; re-push it where it can take work now."""
         version = self._agent_version.get(agent.id, 0) + 1
         self._agent_version[agent.id] = version
-        self._pushes += 1
-        if self._pushes % COMPACT_EVERY == 0:
-            self._compact()
         if agent.status != "ready":
+            return version
+        takes = [c for c in CHANNELS if agent.can_take(c, self.policy, now)]
+        if not takes:
             return version
         for queue_name, step in self._eligible.get(agent.id, ()):
             queue = self.queues[queue_name]
             for channel in self._heap_channels[queue_name]:
-                if agent.can_take(channel, self.policy, now):
-                    key = self._agent_key(queue, agent, channel)
-                    heapq.heappush(
-                        self._heaps.setdefault((queue_name, step, channel), []),
-                        (key, version, agent.id),
-                    )
+                if channel not in takes:
+                    continue
+                heap = self._heaps.setdefault((queue_name, step, channel), [])
+                heapq.heappush(heap, (self._agent_key(queue, agent, channel), version, agent.id))
+                limit = _COMPACT_FACTOR * self._eligible_count.get((queue_name, step), 0)
+                if len(heap) > limit + _COMPACT_SLACK:
+                    self._compact_heap(heap)
         return version
 
-    def _compact(self) -> None:
-        # Stale entries sink and are only dropped when they reach the top: rebuild now and
-        # then so a long day does not grow the heaps without bound.
-        for key, heap in self._heaps.items():
-            live = [e for e in heap if self._agent_version.get(e[2]) == e[1]]
-            heapq.heapify(live)
-            self._heaps[key] = live
-        self._deadlines = [d for d in self._deadlines if self._deadline_live(d)]
-        heapq.heapify(self._deadlines)
+    def _compact_heap(self, heap: list[_HeapEntry]) -> None:
+        # Stale entries only leave when they reach the top; rebuild a heap that has
+        # grown to several times its members so a long day stays bounded.
+        live = [e for e in heap if self._agent_version.get(e[2]) == e[1]]
+        heapq.heapify(live)
+        heap[:] = live
 
-    def _agent_key(self, queue: QueueDef, agent: Agent, channel: Channel | None = None) -> _HeapKey:
-        # Fewest contacts on the channel first (spreads chats), then the queue's strategy.
-        load = float(agent.load(channel)) if channel is not None else 0.0
+    def _agent_key(self, queue: QueueDef, agent: Agent, channel: Channel) -> _HeapKey:
+        # Fewest contacts on the channel first (spreads chats), then the queue's strategy,
+        # then the agent id so ties always fall the same way.
+        load = float(agent.load(channel))
         if queue.strategy == "most_skilled":
             skill = float(sum(agent.skills.get(s, 0) for s in queue.skills))
             return (load, -skill, agent.idle_since, float(agent.id))
         return (load, agent.idle_since, float(agent.id))
 
     def _index_skills(self, agent: Agent) -> None:
-        eligible: list[tuple[str, int]] = []
-        for queue in self.queues.values():
-            for step in range(len(queue.relaxation) + 1):
-                levels, _ = queue.requirements(step)
-                if _meets(agent.skills, levels):
-                    eligible.append((queue.name, step))
+        for pair in self._eligible.get(agent.id, ()):
+            self._eligible_count[pair] -= 1
+        candidates = list(self._pairs_by_skill.get(None, ()))
+        for skill in agent.skills:
+            candidates += self._pairs_by_skill.get(skill, ())
+        eligible = sorted(pair for pair in candidates if _meets(agent.skills, self._levels[pair]))
+        for pair in eligible:
+            self._eligible_count[pair] = self._eligible_count.get(pair, 0) + 1
         self._eligible[agent.id] = eligible
-        direct = {(q, s) for q, s in eligible}
+        direct = set(eligible)
         reach: dict[str, int] = {}
         for queue in self.queues.values():
             for step in range(len(queue.relaxation) + 1):
-                _levels, widened = queue.requirements(step)
+                widened = self._widened[queue.name, step]
                 if (queue.name, step) in direct or any((w, 0) in direct for w in widened):
                     reach[queue.name] = step
                     break
         self._reach[agent.id] = reach
 
-    def _wait(self, contact: Contact) -> None:
-        bisect.insort(self._waiting[contact.queue], (contact.sort_key(), contact.id))
+    def _wait(self, contact: Contact, now: float) -> None:
+        queue = self.queues[contact.queue]
+        contact.step = queue.step_at(now - contact.queue_entered_at)
+        bisect.insort(self._bins[contact.queue][contact.step], (contact.sort_key(), contact.id))
 
     def _unwait(self, contact: Contact) -> None:
-        waiting = self._waiting[contact.queue]
+        waiting = self._bins[contact.queue][contact.step]
         entry = (contact.sort_key(), contact.id)
         index = bisect.bisect_left(waiting, entry)
         if index < len(waiting) and waiting[index] == entry:
             del waiting[index]
+
+    def _restep(self, contact: Contact, now: float) -> None:
+        step = self.queues[contact.queue].step_at(now - contact.queue_entered_at)
+        if step != contact.step:
+            self._unwait(contact)
+            self._wait(contact, now)
+
+    def _forget_contact(self, contact_id: str) -> None:
+        contact = self.contacts.pop(contact_id, None)
+        if contact is not None:
+            self._members[contact.queue].discard(contact_id)
+        self._contact_version.pop(contact_id, None)
 
     def _bump_contact(self, contact: Contact) -> int:
         version = self._contact_version.get(contact.id, 0) + 1
@@ -552,6 +627,10 @@ class Router:
 
     def _push_deadline(self, at: float, kind: str, ref: str | int, version: int) -> None:
         heapq.heappush(self._deadlines, _Deadline(at, kind, ref, version))
+        live = len(self.contacts) * (self._max_steps + 2) + len(self.agents)
+        if len(self._deadlines) > _COMPACT_FACTOR * live + 1024:
+            self._deadlines = [d for d in self._deadlines if self._deadline_live(d)]
+            heapq.heapify(self._deadlines)
 
     def _deadline_live(self, deadline: _Deadline) -> bool:
         if deadline.kind == "wrap_up":
@@ -567,6 +646,14 @@ class Router:
             return contact_id in self.offers
         return contact.offered_to is None or deadline.kind == "max_wait"
 
+    def _offer_of(self, contact_id: str, agent_id: int) -> Offer:
+        offer = self.offers.get(contact_id)
+        if offer is None or offer.agent_id != agent_id:
+            raise RoutingError(
+                "routing.no_such_offer", f"contact {contact_id} is not offered to agent {agent_id}"
+            )
+        return offer
+
     def _agent(self, agent_id: int) -> Agent:
         agent = self.agents.get(agent_id)
         if agent is None:
@@ -580,6 +667,6 @@ class Router:
         return queue
 
 
-def _meets(skills: dict[str, int], required: dict[str, int] | object) -> bool:
-    assert isinstance(required, dict)
+def _meets(skills: Mapping[str, int], required: Mapping[str, int]) -> bool:
+    """Whether `skills` reach every minimum level in `required`."""
     return all(skills.get(skill, 0) >= level for skill, level in required.items())

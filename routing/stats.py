@@ -4,7 +4,8 @@ Definitions (also in the README):
 
 - A contact is counted in a window when it *leaves the queue* inside the window:
   answered, abandoned (the customer left), or another exit (callback request, voicemail,
-  overflow to another queue, disconnect at maximum wait).
+  overflow to another queue, disconnect at maximum wait). Its wait is the time from
+  entering this queue to leaving it.
 - offered = every contact that left the queue in the window, whatever the exit.
 - answered within T: answered with a wait <= the queue's service-level threshold T.
 - service level = answered within T / answered.
@@ -14,23 +15,32 @@ Definitions (also in the README):
 - AHT (average handle time) = mean of talk + hold + wrap-up, over contacts whose handling
   (wrap-up included) finished in the window.
 - abandonment rate = abandoned after the short-abandon threshold / offered.
-- Short abandons (the customer left within the short-abandon threshold) are counted apart
-  and are not abandons; callback requests and voicemails are not abandons either.
+- Short abandons (the customer left within the short-abandon threshold, inclusive) are
+  counted apart and are not abandons; callback requests and voicemails are not abandons
+  either.
+- A ratio with nothing to divide by is None ("no data"), never 0 or 1.
 
 Windows: the last N minutes for each configured N, and "today", since midnight in the
-configured time zone.
+configured time zone; a window includes both ends.
+
+Live figures (`live_queue_figures`): contacts waiting (offered ones included: the
+customer still waits), the longest wait from first arrival, and the agents able to take
+the queue's contacts counted by status and by activity.
 """
 
 from __future__ import annotations
 
-from collections import deque
+import bisect
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 from zoneinfo import ZoneInfo
 
+from routing.model import Agent, Contact
+
 Exit = Literal["answered", "abandoned", "callback", "voicemail", "overflow", "disconnect"]
+Figures = dict[str, float | int | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +77,55 @@ class Handled:
         return self.talk + self.hold + self.wrap_up
 
 
+# Counters kept as running totals, in this order.
+_EXIT_FIELDS = (
+    "offered",
+    "answered",
+    "answered_within_sla",
+    "abandoned",
+    "short_abandoned",
+    "callbacks",
+    "voicemails",
+    "overflowed",
+    "disconnected",
+    "answered_wait",
+)
+_BY_EXIT = {"callback": 5, "voicemail": 6, "overflow": 7, "disconnect": 8}
+
+
+class _Series:
+    """Records in time order with running totals: any window is two bisects away."""
+
+    def __init__(self, width: int) -> None:
+        self.times: list[float] = []
+        self.rows: list[tuple[float, ...]] = []
+        self.totals: list[tuple[float, ...]] = [(0.0,) * width]
+
+    def add(self, at: float, row: tuple[float, ...]) -> None:
+        """Add one record; a late one is slotted in and the totals after it redone."""
+        index = bisect.bisect_right(self.times, at)
+        self.times.insert(index, at)
+        self.rows.insert(index, row)
+        del self.totals[index + 1 :]
+        for later in self.rows[index:]:
+            self.totals.append(tuple(a + b for a, b in zip(self.totals[-1], later, strict=True)))
+
+    def window(self, start: float, end: float) -> tuple[float, ...]:
+        """Sums of the records with start <= time <= end."""
+        lo = bisect.bisect_left(self.times, start)
+        hi = bisect.bisect_right(self.times, end)
+        return tuple(b - a for a, b in zip(self.totals[lo], self.totals[hi], strict=True))
+
+    def drop_before(self, at: float) -> None:
+        """Forget records older than `at` (differences of totals stay valid)."""
+        index = bisect.bisect_left(self.times, at)
+        # Trim in batches: slicing is linear, so do it when there is a lot to drop.
+        if index and index * 2 >= len(self.times):
+            del self.times[:index]
+            del self.rows[:index]
+            del self.totals[:index]
+
+
 @dataclass(slots=True)
 class _AgentDay:
     handled: dict[str, int] = field(default_factory=dict)
@@ -81,7 +140,7 @@ class _AgentDay:
 
 
 class Statistics:
-    """Keeps today's records and computes windowed figures on demand."""
+    """Keeps today's records, indexed per queue, and computes windowed figures on demand."""
 
     def __init__(
         self,
@@ -95,22 +154,36 @@ class Statistics:
         self.short_abandon = short_abandon_seconds
         self.windows = sorted(set(windows_minutes))
         self.tz = ZoneInfo(timezone)
-        self._exits: deque[QueueExit] = deque()
-        self._handled: deque[Handled] = deque()
+        self._exits: dict[str, _Series] = {}
+        self._handled: dict[str, _Series] = {}
         self._agents: dict[int, _AgentDay] = {}
         self._day_start: float | None = None
 
     # --- recording ---------------------------------------------------------------
 
     def record_exit(self, record: QueueExit) -> None:
-        """A contact left a queue (records arrive in time order)."""
+        """A contact left a queue."""
         self._roll(record.left_at)
-        self._exits.append(record)
+        wait = record.wait
+        row = [0.0] * len(_EXIT_FIELDS)
+        row[0] = 1
+        if record.exit == "answered":
+            row[1] = 1
+            row[2] = 1 if wait <= self.sla.get(record.queue, 20.0) else 0
+            row[9] = wait
+        elif record.exit == "abandoned":
+            row[3 if wait > self.short_abandon else 4] = 1
+        else:
+            row[_BY_EXIT[record.exit]] = 1
+        series = self._exits.setdefault(record.queue, _Series(len(_EXIT_FIELDS)))
+        series.add(record.left_at, tuple(row))
 
     def record_handled(self, record: Handled) -> None:
-        """An agent finished a contact."""
+        """An agent finished a contact (wrap-up included)."""
         self._roll(record.finished_at)
-        self._handled.append(record)
+        if record.queue is not None:
+            series = self._handled.setdefault(record.queue, _Series(2))
+            series.add(record.finished_at, (1.0, record.handle_time))
         day = self._agent(record.agent_id)
         day.handled[record.channel] = day.handled.get(record.channel, 0) + 1
         day.talk += record.talk
@@ -132,7 +205,7 @@ class Statistics:
 
     # --- reading -----------------------------------------------------------------
 
-    def queue_figures(self, queue: str, now: float) -> dict[str, dict[str, float | int | None]]:
+    def queue_figures(self, queue: str, now: float) -> dict[str, Figures]:
         """Figures per window ("15m", "60m", ..., "today") for one queue."""
         self._roll(now)
         starts = {f"{m}m": now - m * 60 for m in self.windows}
@@ -155,31 +228,24 @@ class Statistics:
             "time_in_status_seconds": {k: round(v, 3) for k, v in sorted(times.items())},
         }
 
-    def _window(self, queue: str, start: float, end: float) -> dict[str, float | int | None]:
-        threshold = self.sla.get(queue, 20.0)
-        exits = [e for e in self._exits if e.queue == queue and start <= e.left_at <= end]
-        answered = [e for e in exits if e.exit == "answered"]
-        abandoned = [e for e in exits if e.exit == "abandoned" and e.wait > self.short_abandon]
-        short = [e for e in exits if e.exit == "abandoned" and e.wait <= self.short_abandon]
-        within = [e for e in answered if e.wait <= threshold]
-        handled = [h for h in self._handled if h.queue == queue and start <= h.finished_at <= end]
-        offered = len(exits)
-        return {
-            "offered": offered,
-            "answered": len(answered),
-            "answered_within_sla": len(within),
-            "abandoned": len(abandoned),
-            "short_abandoned": len(short),
-            "callbacks": sum(1 for e in exits if e.exit == "callback"),
-            "voicemails": sum(1 for e in exits if e.exit == "voicemail"),
-            "overflowed": sum(1 for e in exits if e.exit == "overflow"),
-            "disconnected": sum(1 for e in exits if e.exit == "disconnect"),
-            "service_level": _ratio(len(within), len(answered)),
-            "service_level_with_abandons": _ratio(len(within), len(answered) + len(abandoned)),
-            "asa_seconds": _mean([e.wait for e in answered]),
-            "aht_seconds": _mean([h.handle_time for h in handled]),
-            "abandonment_rate": _ratio(len(abandoned), offered),
-        }
+    def _window(self, queue: str, start: float, end: float) -> Figures:
+        exits = self._exits.get(queue)
+        sums = exits.window(start, end) if exits else (0.0,) * len(_EXIT_FIELDS)
+        got = dict(zip(_EXIT_FIELDS, sums, strict=True))
+        counts = {k: round(v) for k, v in got.items() if k != "answered_wait"}
+        handled = self._handled.get(queue)
+        done, handle_time = handled.window(start, end) if handled else (0.0, 0.0)
+        offered, answered = counts["offered"], counts["answered"]
+        within, abandoned = counts["answered_within_sla"], counts["abandoned"]
+        figures: Figures = dict(counts)
+        figures.update(
+            service_level=_ratio(within, answered),
+            service_level_with_abandons=_ratio(within, answered + abandoned),
+            asa_seconds=_mean(got["answered_wait"], answered),
+            aht_seconds=_mean(handle_time, round(done)),
+            abandonment_rate=_ratio(abandoned, offered),
+        )
+        return figures
 
     # --- housekeeping ------------------------------------------------------------
 
@@ -200,12 +266,11 @@ class Statistics:
                 day.time_in_status.clear()
                 if day.status_since is not None:
                     day.status_since = midnight
-        self._day_start = midnight
-        keep_from = min(midnight, now - (self.windows[-1] * 60 if self.windows else 0))
-        while self._exits and self._exits[0].left_at < keep_from:
-            self._exits.popleft()
-        while self._handled and self._handled[0].finished_at < keep_from:
-            self._handled.popleft()
+        if self._day_start is None or midnight > self._day_start:
+            self._day_start = midnight
+            keep_from = min(midnight, now - (self.windows[-1] * 60 if self.windows else 0))
+            for series in (*self._exits.values(), *self._handled.values()):
+                series.drop_before(keep_from)
 
     def _agent(self, agent_id: int) -> _AgentDay:
         return self._agents.setdefault(agent_id, _AgentDay())
@@ -219,9 +284,33 @@ class Statistics:
         day.status_since = at
 
 
+def live_queue_figures(
+    contacts: Iterable[Contact], agents: Iterable[Agent], now: float
+) -> dict[str, object]:
+    """Real-time figures of one queue from its contacts and the agents who serve it."""
+    waits = [now - c.enqueued_at for c in contacts]
+    by_status: dict[str, int] = {"ready": 0, "not_ready": 0, "offline": 0}
+    by_activity: dict[str, int] = {"idle": 0, "offered": 0, "on_contact": 0, "wrap_up": 0}
+    by_reason: dict[str, int] = {}
+    for agent in agents:
+        by_status[agent.status] += 1
+        if agent.status == "offline":
+            continue  # an offline agent's leftover work is not the queue's capacity
+        by_activity[agent.activity(now)] += 1
+        if agent.status == "not_ready" and agent.reason:
+            by_reason[agent.reason] = by_reason.get(agent.reason, 0) + 1
+    return {
+        "waiting": len(waits),
+        "longest_wait_seconds": round(max(waits, default=0.0), 3),
+        "agents_by_status": by_status,
+        "agents_by_activity": by_activity,
+        "not_ready_by_reason": dict(sorted(by_reason.items())),
+    }
+
+
 def _ratio(part: int, whole: int) -> float | None:
     return None if whole == 0 else round(part / whole, 4)
 
 
-def _mean(values: list[float]) -> float | None:
-    return None if not values else round(sum(values) / len(values), 3)
+def _mean(total: float, count: int) -> float | None:
+    return None if count == 0 else round(total / count, 3)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import pytest
 
 from contact_center.config import load_config
@@ -9,6 +11,7 @@ from routing.definitions import policy_from_config, queues_from_config
 from routing.model import (
     Agent,
     Contact,
+    Decision,
     MaxWaitReached,
     Offer,
     OfferExpired,
@@ -36,7 +39,7 @@ def contact(cid: str, queue: str = "support", channel: str = "voice", **kw: obje
     return Contact(cid, channel, queue, enqueued_at=kw.pop("at", 0.0), **kw)  # type: ignore[arg-type]
 
 
-def offers(decisions: list[object]) -> list[tuple[str, int]]:
+def offers(decisions: Sequence[object]) -> list[tuple[str, int]]:
     return [(d.contact_id, d.agent_id) for d in decisions if isinstance(d, Offer)]
 
 
@@ -107,18 +110,32 @@ def test_timeout_requeues_in_place_next_agent_tried_and_missed_agent_not_ready()
     assert decisions[0] == OfferExpired("c1", 1, agent_set_not_ready=False)
     assert offers(decisions) == []  # agent 2 is busy with c2; agent 1 missed c1
     assert [c.id for c in router.waiting("support")] == ["c1"]
-    # Agent 1 misses a second time: not ready with the configured reason.
-    router.enqueue(contact("c3", at=21), now=21)  # agent 1 is free: offered c3
-    expired = [d for d in router.tick(now=41.5) if isinstance(d, OfferExpired)]
-    assert expired == [
-        OfferExpired("c2", 2, agent_set_not_ready=False),
+    # Agent 1 is free again (c1 is not re-offered to the agent who missed it): c3.
+    assert offers(router.enqueue(contact("c3", at=20.8), now=20.8)) == [("c3", 1)]
+    at_21 = router.tick(now=21)  # c2's offer expires; agent 2 takes c1, older than c2
+    assert at_21[0] == OfferExpired("c2", 2, agent_set_not_ready=False)
+    assert offers(at_21) == [("c1", 2)]
+    # Both agents miss a second time: not ready with the configured reason.
+    assert router.tick(now=41) == [
         OfferExpired("c3", 1, agent_set_not_ready=True),
+        OfferExpired("c1", 2, agent_set_not_ready=True),
     ]
     assert router.agents[1].status == "not_ready"
     assert router.agents[1].reason == "missed-offer"
-    # Agent 2 is free again and takes c1, which kept its place ahead of c2 and c3.
-    assert router.offers["c1"].agent_id == 2
-    assert [c.id for c in router.waiting("support")] == ["c2", "c3"]
+    assert router.agents[1].status_since == 41
+    assert [c.id for c in router.waiting("support")] == ["c1", "c2", "c3"]
+
+
+def test_requeued_contact_keeps_its_place() -> None:
+    router = ready_router(agent(1, support=5), agent(2, support=5))
+    router.set_status(2, "not_ready", now=1, reason="break")
+    router.enqueue(contact("c1", at=2), now=2)  # offered to 1
+    router.enqueue(contact("c2", at=3), now=3)
+    router.enqueue(contact("c3", at=4), now=4)
+    # Agent 1 declines c1: it waits again ahead of c2 and c3; agent 1 takes c2.
+    assert offers(router.reject("c1", 1, now=5)) == [("c2", 1)]
+    assert [c.id for c in router.waiting("support")] == ["c1", "c3"]
+    assert offers(router.set_status(2, "ready", now=6)) == [("c1", 2)]
 
 
 def test_reject_reroutes_to_someone_else() -> None:
@@ -271,9 +288,9 @@ def test_errors_name_what_is_wrong() -> None:
 
 
 def test_same_inputs_same_decisions() -> None:
-    def run() -> list[object]:
+    def run() -> list[Decision]:
         router = ready_router(agent(1, support=5), agent(2, support=7), agent(3, support=4))
-        out: list[object] = []
+        out: list[Decision] = []
         for i in range(6):
             out += router.enqueue(contact(f"c{i}", at=i), now=i)
         out += router.tick(now=25)
