@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from adapters.asterisk.pbx import AsteriskPbx
 from adapters.simulated.pbx import SimulatedPbx
 from contact_center.auth.ratelimit import LoginRateLimiter
 from contact_center.auth.sessions import SessionStore
@@ -30,7 +31,7 @@ from contact_center.events import (
     ContactUnheld,
 )
 from contact_center.flows import load_configured_flows
-from contact_center.health import HealthRegistry
+from contact_center.health import HealthRegistry, State
 from contact_center.keys import DAEMON
 from contact_center.metrics import Metrics
 from contact_center.telephony import Telephony
@@ -159,15 +160,38 @@ def pbx_component(daemon: Daemon) -> Callable[[web.Application], AsyncIterator[N
             daemon.simulator = daemon.telephony = simulator
             daemon.health.set("pbx", "up", "simulated PBX (no Asterisk configured)")
         else:
-            ami = daemon.config.pbx.ami
-            # The AMI and FastAGI adapters land with the telephony work (issue #3);
-            # until then say so plainly instead of pretending to be connected.
-            daemon.health.set(
-                "pbx",
-                "down",
-                f"asterisk at {ami.host}:{ami.port}",
-                error="the Asterisk adapter is not part of this release yet",
+            assert daemon.sessionmaker is not None
+            pbx = daemon.config.pbx
+            details = {
+                "ami": f"AMI {pbx.ami.host}:{pbx.ami.port}",
+                "agi": f"FastAGI {pbx.agi.host}:{pbx.agi.port}",
+            }
+            states: dict[str, State] = {
+                "connecting": "starting",
+                "stopped": "down",
+                "up": "up",
+                "down": "down",
+            }
+
+            def report(component: str, state: str, error: str | None) -> None:
+                daemon.health.set(
+                    f"pbx.{component}", states.get(state, "down"), details[component], error=error
+                )
+
+            asterisk = AsteriskPbx(
+                pbx,
+                bus=daemon.bus,
+                sessionmaker=daemon.sessionmaker,
+                flows=daemon.flows,
+                default_flow=daemon.config.ivr.default_flow,
+                region=daemon.config.database.default_region,
+                on_state=report,
             )
+            await asterisk.start()
+            daemon.telephony = asterisk
+            yield
+            await asterisk.stop()
+            return
         yield
 
     return ctx

@@ -83,6 +83,10 @@ class ReplayServer:
     accept_logins: bool = True
     # Actions swallowed without a reply (a stuck Asterisk, a half-open connection).
     silent_actions: set[str] = field(default_factory=set)
+    # Answer actions the recording does not have with a plain Success (instead of Error).
+    answer_unknown: bool = False
+    # Every action received, as its header lines.
+    received_blocks: list[str] = field(default_factory=list)
     connections: int = 0
     received_actions: list[str] = field(default_factory=list)
     _server: asyncio.Server | None = None
@@ -129,6 +133,7 @@ class ReplayServer:
                 action = _ACTION.search(block)
                 name = action.group(1).decode().lower() if action else ""
                 self.received_actions.append(name)
+                self.received_blocks.append(block.decode("utf-8", "replace"))
                 client_id = _ACTION_ID.search(block)
                 if name in self.silent_actions:
                     continue
@@ -138,6 +143,13 @@ class ReplayServer:
                     await asyncio.sleep(0.05)
                     break
                 step = next((s for s in pending if s.action == name), None)
+                if step is None and self.answer_unknown:
+                    ok = b"Response: Success\r\n"
+                    if client_id:
+                        ok += b"ActionID: " + client_id.group(1) + b"\r\n"
+                    writer.write(ok + b"Message: OK\r\n\r\n")
+                    await writer.drain()
+                    continue
                 if step is None:
                     writer.write(_error(client_id.group(1) if client_id else None, name))
                     await writer.drain()

@@ -1,0 +1,350 @@
+"""Asterisk behind the telephony port.
+
+FastAGI runs the IVR (`agi://daemon:4573/ivr/<flow>`); when a flow queues the call, the
+AGI session tags the channel with the interaction id and sends it to the holding context
+(music on hold) before handing it to routing. AMI carries the rest: the call tracker turns
+its events into contact events on the bus, and the port's commands become AMI actions.
+Delivery: Setvar of the agent's device on the caller's channel, then a Redirect into the
+agent context, which Dials it (contrib/asterisk/extensions_contact_center.conf); the
+caller goes back to the holding context when nobody answers.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from adapters.agi.channel import AgiChannel, AgiError
+from adapters.agi.codec import AgiEnvironment
+from adapters.agi.server import FastAgiServer
+from adapters.ami.calls import TRACKED_EVENTS, CallTracker
+from adapters.ami.client import AmiClient, AmiError
+from adapters.ami.events import (
+    CallAnswered,
+    CallEnded,
+    CallHeld,
+    CallStarted,
+    CallUnheld,
+)
+from adapters.ami.framing import AmiMessage
+from adapters.asterisk.ivr import AgiCaller
+from contact_center.bus import EventBus
+from contact_center.config import PbxConfig
+from contact_center.events import (
+    ContactAnswered,
+    ContactEnded,
+    ContactHeld,
+    ContactQueued,
+    ContactUnheld,
+)
+from contact_center.intake import open_contact
+from contact_center.ivr_runner import run_flow
+from contact_center.telephony import TelephonyError
+from crm_store import interactions
+from ivr_flows import interpreter as ivr
+from ivr_flows.model import Flow
+
+log = logging.getLogger(__name__)
+
+INTERACTION_VAR = "CC_INTERACTION_ID"
+DEVICE_VAR = "CC_AGENT_DEVICE"
+RING_VAR = "CC_RING_SECONDS"
+TRANSFER_CONTEXT = "cc-transfer"
+OUTBOUND_CONTEXT = "cc-outbound"
+VOICEMAIL_CONTEXT = "cc-voicemail"
+
+
+@dataclass
+class _Call:
+    interaction_id: int
+    channel: str
+    uniqueid: str
+    ringing_agent: int | None = None
+
+
+class AsteriskPbx:
+    """The telephony port on a real Asterisk."""
+
+    def __init__(
+        self,
+        pbx: PbxConfig,
+        *,
+        bus: EventBus,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        flows: dict[str, Flow],
+        default_flow: str,
+        region: str,
+        on_state: Callable[[str, str, str | None], None] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.pbx = pbx
+        self.bus = bus
+        self.sessionmaker = sessionmaker
+        self.flows = flows
+        self.default_flow = default_flow
+        self.region = region
+        self.on_state = on_state
+        self.clock = clock
+        self.tracker = CallTracker()
+        self.calls: dict[int, _Call] = {}
+        self._by_call_id: dict[str, int] = {}
+        self._started: dict[str, CallStarted] = {}
+        self.ami = AmiClient(
+            host=pbx.ami.host,
+            port=pbx.ami.port,
+            username=pbx.ami.username,
+            secret=pbx.ami.secret.get_secret_value(),
+            on_event=self._on_ami_event,
+            on_login=self._resync,
+            on_state=lambda state, error: self._state("ami", state, error),
+            wanted_events=TRACKED_EVENTS,
+            ping_interval=pbx.ami.ping_interval_seconds,
+            action_timeout=pbx.ami.action_timeout_seconds,
+            reconnect_max=pbx.ami.reconnect_max_seconds,
+        )
+        self.agi = FastAgiServer(
+            pbx.agi.host,
+            pbx.agi.port,
+            {"ivr": self._ivr_session},
+            read_timeout=pbx.agi.read_timeout_seconds,
+        )
+
+    async def start(self) -> None:
+        """Listen for FastAGI and connect to AMI (in the background)."""
+        await self.agi.start()
+        self._state("agi", "up", None)
+        await self.ami.start()
+
+    async def stop(self) -> None:
+        """Close AMI and the FastAGI listener."""
+        await self.ami.stop()
+        await self.agi.stop()
+        self._state("agi", "down", "stopped")
+
+    # --- the IVR ------------------------------------------------------------------
+
+    async def _ivr_session(self, env: AgiEnvironment, channel: AgiChannel) -> None:
+        flow = self.flows.get(env.subpath or self.default_flow)
+        if flow is None:
+            await channel.verbose(f"no IVR flow {env.subpath!r}")
+            await channel.hangup()
+            return
+        caller = env.get("agi_callerid") or ""
+        opened = await open_contact(
+            self.sessionmaker,
+            channel="voice",
+            address=caller if caller and caller != "unknown" else None,
+            region=self.region,
+            external_id=env.get("agi_uniqueid"),
+            at=self.clock(),
+        )
+        self._link(opened.interaction_id, env.get("agi_channel", ""), env.get("agi_uniqueid", ""))
+        outcome = await run_flow(
+            flow,
+            AgiCaller(channel),
+            caller_number=caller,
+            interaction_id=opened.interaction_id,
+            sessionmaker=self.sessionmaker,
+            region=self.region,
+        )
+        command = outcome.command
+        try:
+            if isinstance(command, ivr.Queue):
+                await channel.set_variable(INTERACTION_VAR, str(opened.interaction_id))
+                await self._continue_at(channel, self.pbx.holding_context, "s")
+                async with self.sessionmaker.begin() as db:
+                    await interactions.update_interaction(
+                        db, opened.interaction_id, queue=command.queue
+                    )
+                self.bus.publish(
+                    ContactQueued(
+                        interaction_id=opened.interaction_id,
+                        channel="voice",
+                        queue=command.queue,
+                        at=self.clock(),
+                        address=caller or None,
+                        customer_id=outcome.customer_id or opened.customer_id,
+                        tier=outcome.tier if outcome.customer_id else opened.tier,
+                        priority=outcome.priority,
+                        skills=dict(outcome.skills),
+                        ivr_path=outcome.path,
+                        ivr_inputs={"dnis": env.get("agi_extension", ""), **outcome.inputs},
+                    )
+                )
+            elif isinstance(command, ivr.Transfer):
+                await self._continue_at(channel, TRANSFER_CONTEXT, command.extension)
+            elif isinstance(command, ivr.Voicemail):
+                await self._continue_at(channel, VOICEMAIL_CONTEXT, command.mailbox)
+            elif outcome.outcome != "caller_hangup":
+                await channel.hangup()
+        except AgiError as exc:
+            log.warning("IVR of interaction %s ended early: %s", opened.interaction_id, exc)
+
+    @staticmethod
+    async def _continue_at(channel: AgiChannel, context: str, extension: str) -> None:
+        # Where the dialplan goes when the AGI returns: no second connection needed.
+        await channel.set_context(context)
+        await channel.set_extension(extension)
+        await channel.set_priority(1)
+
+    # --- AMI events -----------------------------------------------------------------
+
+    def _on_ami_event(self, message: AmiMessage) -> None:
+        for event in self.tracker.feed_message(message, self.clock()):
+            self._domain(event)
+
+    def _domain(self, event: Any) -> None:
+        if isinstance(event, CallStarted):
+            self._started[event.call_id] = event
+            for known_id, known in self.calls.items():
+                if event.uniqueid == known.uniqueid or event.channel == known.channel:
+                    self._by_call_id[event.call_id] = known_id
+            return
+        found = self._by_call_id.get(event.call_id)
+        if found is None:
+            return
+        interaction_id = found
+        call = self.calls.get(interaction_id)
+        if isinstance(event, CallAnswered) and call is not None and call.ringing_agent:
+            self.bus.publish(ContactAnswered(interaction_id, call.ringing_agent, event.at))
+        elif isinstance(event, CallHeld):
+            self.bus.publish(ContactHeld(interaction_id, event.at))
+        elif isinstance(event, CallUnheld):
+            self.bus.publish(ContactUnheld(interaction_id, event.at))
+        elif isinstance(event, CallEnded):
+            cause = event.cause_text or ("gone while disconnected" if event.resynced else "")
+            self.bus.publish(ContactEnded(interaction_id, event.at, cause or "hangup"))
+            self.calls.pop(interaction_id, None)
+            self._by_call_id.pop(event.call_id, None)
+            self._started.pop(event.call_id, None)
+
+    async def _resync(self) -> None:
+        """After every login: what exists now; calls that ended meanwhile are closed."""
+        channels = await self.ami.send({"Action": "CoreShowChannels"}, as_list=True)
+        items = [m for m in channels if m.get("Event") == "CoreShowChannel"]
+        for event in self.tracker.resync(items, self.clock()):
+            self._domain(event)
+
+    # --- the telephony port ---------------------------------------------------------
+
+    async def ring_agent(
+        self, interaction_id: int, agent_id: int, device: str, ring_seconds: float
+    ) -> None:
+        """Tag the caller's channel with the device, then Redirect it to the agent context."""
+        call = self._call(interaction_id)
+        await self._action(
+            {"Action": "Setvar", "Channel": call.channel, "Variable": DEVICE_VAR, "Value": device}
+        )
+        await self._action(
+            {
+                "Action": "Setvar",
+                "Channel": call.channel,
+                "Variable": RING_VAR,
+                "Value": str(max(1, int(ring_seconds))),
+            }
+        )
+        call.ringing_agent = agent_id
+        await self._redirect(call, self.pbx.agent_context, "s")
+
+    async def answer_for_agent(self, interaction_id: int, device: str) -> None:
+        """Only the phone can answer a call on a real PBX."""
+        raise TelephonyError("pick up your phone to answer", "telephony.answer_on_phone")
+
+    async def return_to_waiting(self, interaction_id: int) -> None:
+        """Back to music on hold in the holding context."""
+        call = self._call(interaction_id)
+        call.ringing_agent = None
+        await self._redirect(call, self.pbx.holding_context, "s")
+
+    async def hangup(self, interaction_id: int) -> None:
+        """Hang up the caller's channel."""
+        call = self._call(interaction_id)
+        await self._action({"Action": "Hangup", "Channel": call.channel})
+
+    async def hold(self, interaction_id: int) -> None:
+        """Hold is the phone's own button on Asterisk."""
+        raise TelephonyError("use your phone's hold button", "telephony.hold_on_phone")
+
+    async def unhold(self, interaction_id: int) -> None:
+        """Hold is the phone's own button on Asterisk."""
+        raise TelephonyError("use your phone's hold button", "telephony.hold_on_phone")
+
+    async def transfer(self, interaction_id: int, target: str) -> None:
+        """Blind transfer: the caller's channel goes to the extension."""
+        call = self._call(interaction_id)
+        await self._redirect(call, TRANSFER_CONTEXT, target)
+
+    async def dial(self, interaction_id: int, agent_id: int, device: str, number: str) -> None:
+        """Ring the agent's device; when answered, it dials the number."""
+        await self._action(
+            {
+                "Action": "Originate",
+                "Channel": device,
+                "Context": OUTBOUND_CONTEXT,
+                "Exten": number,
+                "Priority": "1",
+                "Async": "true",
+                "Variable": f"{INTERACTION_VAR}={interaction_id}",
+            }
+        )
+
+    async def spy(self, supervisor_device: str, agent_device: str, mode: str) -> None:
+        """ChanSpy on the agent's device from the supervisor's phone."""
+        options = {"listen": "q", "whisper": "qw", "barge": "qB"}[mode]
+        await self._action(
+            {
+                "Action": "Originate",
+                "Channel": supervisor_device,
+                "Application": "ChanSpy",
+                "Data": f"{agent_device},{options}",
+                "Async": "true",
+            }
+        )
+
+    async def end_waiting(self, interaction_id: int, action: str) -> None:
+        """Maximum wait: voicemail, or the caller is let go."""
+        call = self._call(interaction_id)
+        if action == "voicemail":
+            await self._redirect(call, VOICEMAIL_CONTEXT, "s")
+        else:
+            await self._action({"Action": "Hangup", "Channel": call.channel})
+
+    # --- helpers --------------------------------------------------------------------
+
+    def _link(self, interaction_id: int, channel: str, uniqueid: str) -> None:
+        self.calls[interaction_id] = _Call(interaction_id, channel, uniqueid)
+        for call_id, started in self._started.items():
+            if started.uniqueid == uniqueid or started.channel == channel:
+                self._by_call_id[call_id] = interaction_id
+
+    def _call(self, interaction_id: int) -> _Call:
+        call = self.calls.get(interaction_id)
+        if call is None:
+            raise TelephonyError(f"no call {interaction_id} on Asterisk", "telephony.no_call")
+        return call
+
+    async def _redirect(self, call: _Call, context: str, extension: str) -> None:
+        await self._action(
+            {
+                "Action": "Redirect",
+                "Channel": call.channel,
+                "Context": context,
+                "Exten": extension,
+                "Priority": "1",
+            }
+        )
+
+    async def _action(self, action: dict[str, Any]) -> Any:
+        try:
+            return await self.ami.send(action)
+        except AmiError as exc:
+            raise TelephonyError(str(exc)) from None
+
+    def _state(self, component: str, state: str, error: str | None) -> None:
+        if self.on_state is not None:
+            self.on_state(component, state, error)
