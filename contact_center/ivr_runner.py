@@ -16,6 +16,9 @@ from typing import Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from contact_center.bus import EventBus
+from contact_center.events import ContactQueued
+from contact_center.intake import OpenedContact
 from crm_store import customers, interactions
 from crm_store.models import Customer
 from ivr_flows import interpreter as ivr
@@ -132,3 +135,34 @@ async def _lookup(
     if found is None:
         return ivr.LookupResult()
     return ivr.LookupResult(str(found.id), found.tier)
+
+
+async def hand_to_routing(
+    bus: EventBus,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    opened: OpenedContact,
+    outcome: IvrOutcome,
+    queue: str,
+    *,
+    address: str | None,
+    dnis: str,
+    at: float,
+) -> None:
+    """The flow queued the call: store the queue and publish what the IVR gathered."""
+    async with sessionmaker.begin() as db:
+        await interactions.update_interaction(db, opened.interaction_id, queue=queue)
+    bus.publish(
+        ContactQueued(
+            interaction_id=opened.interaction_id,
+            channel="voice",
+            queue=queue,
+            at=at,
+            address=address,
+            customer_id=outcome.customer_id or opened.customer_id,
+            tier=outcome.tier if outcome.customer_id else opened.tier,
+            priority=outcome.priority,
+            skills=dict(outcome.skills),
+            ivr_path=outcome.path,
+            ivr_inputs={"dnis": dnis, **outcome.inputs},
+        )
+    )

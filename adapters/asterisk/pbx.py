@@ -39,13 +39,11 @@ from contact_center.events import (
     ContactAnswered,
     ContactEnded,
     ContactHeld,
-    ContactQueued,
     ContactUnheld,
 )
 from contact_center.intake import open_contact
-from contact_center.ivr_runner import run_flow
+from contact_center.ivr_runner import hand_to_routing, run_flow
 from contact_center.telephony import TelephonyError
-from crm_store import interactions
 from ivr_flows import interpreter as ivr
 from ivr_flows.model import Flow
 
@@ -157,24 +155,15 @@ class AsteriskPbx:
             if isinstance(command, ivr.Queue):
                 await channel.set_variable(INTERACTION_VAR, str(opened.interaction_id))
                 await self._continue_at(channel, self.pbx.holding_context, "s")
-                async with self.sessionmaker.begin() as db:
-                    await interactions.update_interaction(
-                        db, opened.interaction_id, queue=command.queue
-                    )
-                self.bus.publish(
-                    ContactQueued(
-                        interaction_id=opened.interaction_id,
-                        channel="voice",
-                        queue=command.queue,
-                        at=self.clock(),
-                        address=caller or None,
-                        customer_id=outcome.customer_id or opened.customer_id,
-                        tier=outcome.tier if outcome.customer_id else opened.tier,
-                        priority=outcome.priority,
-                        skills=dict(outcome.skills),
-                        ivr_path=outcome.path,
-                        ivr_inputs={"dnis": env.get("agi_extension", ""), **outcome.inputs},
-                    )
+                await hand_to_routing(
+                    self.bus,
+                    self.sessionmaker,
+                    opened,
+                    outcome,
+                    command.queue,
+                    address=caller or None,
+                    dnis=env.get("agi_extension", ""),
+                    at=self.clock(),
                 )
             elif isinstance(command, ivr.Transfer):
                 await self._continue_at(channel, TRANSFER_CONTEXT, command.extension)

@@ -28,7 +28,7 @@ from contact_center.events import (
     ContactUnheld,
 )
 from contact_center.intake import open_contact
-from contact_center.ivr_runner import CallerGone, run_flow
+from contact_center.ivr_runner import CallerGone, hand_to_routing, run_flow
 from contact_center.telephony import TelephonyError
 from crm_store import interactions
 from crm_store.models import Interaction
@@ -124,24 +124,15 @@ class SimulatedPbx:
         command = outcome.command
         if isinstance(command, ivr.Queue):
             self.calls[opened.interaction_id] = SimulatedCall(opened.interaction_id, caller)
-            async with self.sessionmaker.begin() as db:
-                await interactions.update_interaction(
-                    db, opened.interaction_id, queue=command.queue
-                )
-            self.bus.publish(
-                ContactQueued(
-                    interaction_id=opened.interaction_id,
-                    channel="voice",
-                    queue=command.queue,
-                    at=self.clock(),
-                    address=caller,
-                    customer_id=outcome.customer_id or opened.customer_id,
-                    tier=outcome.tier if outcome.customer_id else opened.tier,
-                    priority=outcome.priority,
-                    skills=dict(outcome.skills),
-                    ivr_path=outcome.path,
-                    ivr_inputs={"dnis": dnis, **outcome.inputs},
-                )
+            await hand_to_routing(
+                self.bus,
+                self.sessionmaker,
+                opened,
+                outcome,
+                command.queue,
+                address=caller,
+                dnis=dnis,
+                at=self.clock(),
             )
         else:
             # The call ends in the IVR: voicemail, callback request, transfer or hang-up.

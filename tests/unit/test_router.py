@@ -2,53 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import pytest
 
 from contact_center.config import load_config
 from routing.definitions import policy_from_config, queues_from_config
 from routing.model import (
-    Agent,
-    Contact,
     Decision,
     MaxWaitReached,
     Offer,
     OfferExpired,
-    Policy,
     QueueDef,
     RelaxStep,
     WrapUpEnded,
 )
 from routing.router import Router, RoutingError
-
-POLICY = Policy(
-    capacity={"voice": 1, "chat": 3, "email": 5, "sms": 3},
-    blocks={"voice": ("chat", "email", "sms")},
-    wrap_up_seconds=30,
-    not_ready_after_missed=2,
-)
-SUPPORT = QueueDef("support", ("voice",), {"support": 3}, offer_timeout_seconds=20)
-
-
-def agent(agent_id: int, **skills: int) -> Agent:
-    return Agent(agent_id, f"agent{agent_id}", dict(skills), dict(POLICY.capacity))
-
-
-def contact(cid: str, queue: str = "support", channel: str = "voice", **kw: object) -> Contact:
-    return Contact(cid, channel, queue, enqueued_at=kw.pop("at", 0.0), **kw)  # type: ignore[arg-type]
-
-
-def offers(decisions: Sequence[object]) -> list[tuple[str, int]]:
-    return [(d.contact_id, d.agent_id) for d in decisions if isinstance(d, Offer)]
-
-
-def ready_router(*agents: Agent, queues: tuple[QueueDef, ...] = (SUPPORT,)) -> Router:
-    router = Router(queues, POLICY)
-    for i, a in enumerate(agents):
-        router.add_agent(a, now=0)
-        router.set_status(a.id, "ready", now=float(i))  # agent 1 longest idle
-    return router
+from tests.unit.router_support import POLICY, SUPPORT, agent, contact, offers, ready_router
 
 
 def test_contact_goes_to_the_longest_idle_qualified_agent() -> None:

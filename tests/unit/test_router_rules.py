@@ -21,27 +21,7 @@ from routing.model import (
     WrapUpEnded,
 )
 from routing.router import Router
-
-POLICY = Policy(
-    capacity={"voice": 1, "chat": 3, "email": 5, "sms": 3},
-    blocks={"voice": ("chat", "email", "sms")},
-    wrap_up_seconds=30,
-    not_ready_after_missed=2,
-)
-SUPPORT = QueueDef("support", ("voice",), {"support": 3}, offer_timeout_seconds=20)
-CHAT = QueueDef("chat", ("chat",), {"support": 1}, offer_timeout_seconds=10)
-
-
-def agent(agent_id: int, **skills: int) -> Agent:
-    return Agent(agent_id, f"agent{agent_id}", dict(skills), dict(POLICY.capacity))
-
-
-def contact(cid: str, queue: str = "support", channel: str = "voice", **kw: Any) -> Contact:
-    return Contact(cid, channel, queue, enqueued_at=kw.pop("at", 0.0), **kw)  # type: ignore[arg-type]
-
-
-def offers(decisions: list[Any]) -> list[tuple[str, int]]:
-    return [(d.contact_id, d.agent_id) for d in decisions if isinstance(d, Offer)]
+from tests.unit.router_support import CHAT, POLICY, SUPPORT, agent, contact, offers
 
 
 def the_offer(decisions: list[Any]) -> Offer:
