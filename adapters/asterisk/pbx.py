@@ -15,8 +15,10 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from adapters.agi.channel import AgiChannel, AgiError
@@ -39,11 +41,13 @@ from contact_center.events import (
     ContactAnswered,
     ContactEnded,
     ContactHeld,
+    ContactQueued,
     ContactUnheld,
 )
 from contact_center.intake import open_contact
 from contact_center.ivr_runner import hand_to_routing, run_flow
 from contact_center.telephony import TelephonyError
+from crm_store.models import Interaction
 from ivr_flows import interpreter as ivr
 from ivr_flows.model import Flow
 
@@ -213,11 +217,58 @@ class AsteriskPbx:
             self._started.pop(event.call_id, None)
 
     async def _resync(self) -> None:
-        """After every login: what exists now; calls that ended meanwhile are closed."""
+        """After every login: what exists now. Calls that ended meanwhile are closed, and
+        calls still waiting that this process does not know (it restarted) are queued
+        again, keeping their place (their age is the interaction's start)."""
         channels = await self.ami.send({"Action": "CoreShowChannels"}, as_list=True)
         items = [m for m in channels if m.get("Event") == "CoreShowChannel"]
         for event in self.tracker.resync(items, self.clock()):
             self._domain(event)
+        await self._adopt(items)
+
+    async def _adopt(self, items: list[Any]) -> None:
+        live = {str(m.get("Uniqueid")): str(m.get("Channel")) for m in items}
+        known = {call.uniqueid for call in self.calls.values()}
+        now = self.clock()
+        requeue: list[ContactQueued] = []
+        async with self.sessionmaker.begin() as db:
+            open_calls = (
+                await db.scalars(
+                    select(Interaction).where(
+                        Interaction.channel == "voice",
+                        Interaction.ended_at.is_(None),
+                        Interaction.external_id.is_not(None),
+                    )
+                )
+            ).all()
+            for ix in open_calls:
+                uniqueid = ix.external_id or ""
+                if uniqueid in known:
+                    continue
+                if uniqueid not in live:
+                    # Hung up while nobody was listening: close it, never leave it open.
+                    ix.ended_at = datetime.fromtimestamp(now, UTC)
+                    ix.end_cause = "ended while the daemon was away"
+                    continue
+                self._link(ix.id, live[uniqueid], uniqueid)
+                if ix.answered_at is None and ix.queue is not None:
+                    requeue.append(
+                        ContactQueued(
+                            interaction_id=ix.id,
+                            channel="voice",
+                            queue=ix.queue,
+                            at=now,
+                            address=ix.address,
+                            customer_id=ix.customer_id,
+                            ivr_path=list(ix.ivr_path or []),
+                            ivr_inputs=dict(ix.ivr_inputs or {}),
+                            enqueued_at=ix.started_at.timestamp(),
+                        )
+                    )
+        for event in requeue:
+            self.bus.publish(event)
+        if requeue:
+            log.info("%d waiting calls found on Asterisk and queued again", len(requeue))
 
     # --- the telephony port ---------------------------------------------------------
 

@@ -132,3 +132,73 @@ def _actor(user_id: int) -> Any:
     from crm_store.actors import Actor
 
     return Actor(user_id, "bob", "agent")
+
+
+async def test_after_a_restart_waiting_calls_are_queued_again_and_gone_ones_closed(
+    tmp_path: Path, fast_hasher: None
+) -> None:
+    from datetime import UTC, datetime
+
+    from crm_store import interactions
+    from crm_store.database import make_engine, make_sessionmaker
+
+    ami = await ReplayServer(
+        Scenario.load("e1_hold_redirect_to_agent"), answer_unknown=True
+    ).start()
+    config = config_for(
+        tmp_path,
+        pbx={
+            "mode": "asterisk",
+            "ami": {"host": "127.0.0.1", "port": ami.port, "username": "cti"},
+            "agi": {"host": "127.0.0.1", "port": 0},
+        },
+    )
+    # What the previous run left: a caller waiting in the holding context (the channel
+    # CoreShowChannels lists in e1), and a call that hung up while the daemon was down.
+    from crm_store import migrate
+
+    await migrate.upgrade(config.database.url)
+    engine = make_engine(config.database.url)
+    started = datetime(2026, 11, 22, 6, 0, tzinfo=UTC)
+    async with make_sessionmaker(engine).begin() as db:
+        waiting = await interactions.record_interaction(
+            db,
+            channel="voice",
+            external_id="1795327460.14",
+            queue="support",
+            address="5551004",
+            started_at=started,
+        )
+        gone = await interactions.record_interaction(
+            db, channel="voice", external_id="1795327000.1", queue="support", started_at=started
+        )
+    await engine.dispose()
+
+    app = make_app(config)
+    server = TestServer(app)
+    await server.start_server()
+    try:
+        daemon = app[DAEMON]
+        assert daemon.routing is not None and daemon.sessionmaker is not None
+        for _ in range(100):
+            if waiting.id in daemon.routing.contacts:
+                break
+            await asyncio.sleep(0.05)
+        info = daemon.routing.contacts[waiting.id]
+        assert (info.state, info.queue, info.enqueued_at) == (
+            "waiting",
+            "support",
+            started.timestamp(),
+        )
+        assert daemon.telephony.calls[waiting.id].channel == (  # type: ignore[union-attr]
+            "Local/5551004@simcaller-00000007;1"
+        )
+        async with daemon.sessionmaker() as db:
+            closed = await interactions.get_interaction(db, gone.id)
+            still = await interactions.get_interaction(db, waiting.id)
+        assert closed.end_cause == "ended while the daemon was away"
+        assert closed.ended_at is not None
+        assert still.ended_at is None
+    finally:
+        await server.close()
+        await ami.stop()
