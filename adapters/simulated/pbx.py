@@ -27,7 +27,7 @@ from contact_center.events import (
     ContactTransferred,
     ContactUnheld,
 )
-from contact_center.intake import open_contact
+from contact_center.intake import OpenedContact, open_contact
 from contact_center.ivr_runner import CallerGone, hand_to_routing, run_flow
 from contact_center.telephony import TelephonyError
 from crm_store import interactions
@@ -102,16 +102,7 @@ class SimulatedPbx:
         flow = self.flows.get(flow_name)
         if flow is None:
             raise TelephonyError(f"no IVR flow named {flow_name!r}", "telephony.no_flow")
-        self._serial += 1
-        now = self.clock()
-        opened = await open_contact(
-            self.sessionmaker,
-            channel="voice",
-            address=caller,
-            region=self.region,
-            external_id=f"sim-{int(now)}-{self._serial}",
-            at=now,
-        )
+        opened = await self._arrive(caller)
         outcome = await run_flow(
             flow,
             _ScriptedCaller(keys),
@@ -157,19 +148,9 @@ class SimulatedPbx:
         ivr_inputs: dict[str, Any] | None = None,
     ) -> int:
         """A call arrives, has been through the IVR, and waits in `queue`."""
-        self._serial += 1
         now = self.clock()
-        opened = await open_contact(
-            self.sessionmaker,
-            channel="voice",
-            address=caller,
-            region=self.region,
-            external_id=f"sim-{int(now)}-{self._serial}",
-            queue=queue,
-            at=now,
-            ivr_path=ivr_path or [],
-            ivr_inputs={"dnis": dnis, **(ivr_inputs or {})},
-        )
+        inputs = {"dnis": dnis, **(ivr_inputs or {})}
+        opened = await self._arrive(caller, queue=queue, ivr_path=ivr_path or [], inputs=inputs)
         self.calls[opened.interaction_id] = SimulatedCall(opened.interaction_id, caller)
         self.bus.publish(
             ContactQueued(
@@ -183,7 +164,7 @@ class SimulatedPbx:
                 priority=priority,
                 skills=dict(skills or {}),
                 ivr_path=list(ivr_path or []),
-                ivr_inputs={"dnis": dnis, **(ivr_inputs or {})},
+                ivr_inputs=inputs,
             )
         )
         return opened.interaction_id
@@ -272,6 +253,29 @@ class SimulatedPbx:
             self.calls.pop(interaction_id, None)
 
     # --- helpers ------------------------------------------------------------------
+
+    async def _arrive(
+        self,
+        caller: str,
+        *,
+        queue: str | None = None,
+        ivr_path: list[Any] | None = None,
+        inputs: dict[str, Any] | None = None,
+    ) -> OpenedContact:
+        """A new simulated call: its interaction, with a made-up channel id."""
+        self._serial += 1
+        now = self.clock()
+        return await open_contact(
+            self.sessionmaker,
+            channel="voice",
+            address=caller,
+            region=self.region,
+            external_id=f"sim-{int(now)}-{self._serial}",
+            queue=queue,
+            at=now,
+            ivr_path=ivr_path,
+            ivr_inputs=inputs,
+        )
 
     def _call(self, interaction_id: int) -> SimulatedCall:
         call = self.calls.get(interaction_id)
