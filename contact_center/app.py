@@ -53,7 +53,8 @@ from contact_center.web.errors import error_middleware
 from contact_center.web.hub import Hub
 from contact_center.web.routes import add_routes
 from crm_store import migrate
-from crm_store.database import describe_database, make_engine, make_sessionmaker
+from crm_store.database import describe_database, is_sqlite, make_engine, make_sessionmaker
+from crm_store.fast_intake import SqliteIntake
 from crm_store.screen_pop import ScreenPopReader
 from ivr_flows.model import Flow
 from routing.service import RoutingService
@@ -77,6 +78,7 @@ class Daemon:
     sessionmaker: async_sessionmaker[AsyncSession] | None = None
     database_detail: str = ""
     screen_pops: ScreenPopReader | None = None
+    fast_intake: SqliteIntake | None = None
     telephony: Telephony | None = None
     simulator: SimulatedPbx | None = None
     routing: RoutingService | None = None
@@ -117,9 +119,13 @@ def database_component(daemon: Daemon) -> Callable[[web.Application], AsyncItera
         daemon.screen_pops = await ScreenPopReader.open(
             url, daemon.engine, default_region=daemon.config.database.default_region
         )
+        if is_sqlite(url):
+            daemon.fast_intake = await SqliteIntake.open(url)
         daemon.health.set("database", "up", daemon.database_detail)
         yield
         await daemon.screen_pops.close()
+        if daemon.fast_intake is not None:
+            await daemon.fast_intake.close()
         # Runs after the web server has stopped taking requests and finished the
         # in-flight ones, so no write is cut in half.
         await daemon.engine.dispose()
@@ -155,6 +161,7 @@ def pbx_component(daemon: Daemon) -> Callable[[web.Application], AsyncIterator[N
                 daemon.sessionmaker,
                 region=daemon.config.database.default_region,
                 flows=daemon.flows,
+                fast_intake=daemon.fast_intake,
             )
             await simulator.start()
             daemon.simulator = daemon.telephony = simulator
@@ -186,6 +193,7 @@ def pbx_component(daemon: Daemon) -> Callable[[web.Application], AsyncIterator[N
                 default_flow=daemon.config.ivr.default_flow,
                 region=daemon.config.database.default_region,
                 on_state=report,
+                fast_intake=daemon.fast_intake,
             )
             await asterisk.start()
             daemon.telephony = asterisk

@@ -13,6 +13,8 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from crm_store import customers, interactions
+from crm_store.errors import InvalidData
+from crm_store.fast_intake import SqliteIntake
 
 
 @dataclass(frozen=True)
@@ -37,9 +39,36 @@ async def open_contact(
     ivr_path: list[Any] | None = None,
     ivr_inputs: dict[str, Any] | None = None,
     customer_id: int | None = None,
+    fast: SqliteIntake | None = None,
 ) -> OpenedContact:
-    """Record a new interaction, linked to the customer owning `address` when known."""
+    """Record a new interaction, linked to the customer owning `address` when known.
+
+    With `fast` (SQLite), the look-up and the insert are one call on a dedicated thread;
+    otherwise they go through the ORM. Same rows either way.
+    """
     started = datetime.fromtimestamp(at, UTC) if at is not None else None
+    kind = {"voice": "phone", "sms": "phone", "email": "email"}.get(channel, "chat")
+    if fast is not None:
+        value = None
+        if address and customer_id is None:
+            try:
+                value = customers.normalize_contact(kind, address, region)
+            except InvalidData:
+                value = None  # "anonymous", a withheld number: nobody to find
+        row = interactions.validated_new_row(
+            channel=channel,
+            direction=direction,
+            external_id=external_id,
+            address=address,
+            started_at=started,
+            queue=queue,
+            ivr_path=ivr_path,
+            ivr_inputs=ivr_inputs,
+        )
+        new_id, found_id, tier = await fast.open_contact(
+            kind=kind, value=value, customer_id=customer_id, row=row
+        )
+        return OpenedContact(new_id, found_id, tier)
     async with sessionmaker.begin() as session:
         customer = None
         if customer_id is not None:

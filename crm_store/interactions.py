@@ -68,6 +68,30 @@ async def _check_exists(session: AsyncSession, model: type[Customer | User], ide
     return ident
 
 
+def validated_new_row(
+    *,
+    channel: str,
+    direction: str = "inbound",
+    external_id: str | None = None,
+    address: str | None = None,
+    started_at: datetime | None = None,
+    queue: str | None = None,
+    ivr_path: Sequence[Any] | None = None,
+    ivr_inputs: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The checked column values of a new interaction (shared by every way of storing one)."""
+    return {
+        "channel": _check_choice(channel, "channel", CHANNELS),
+        "direction": _check_choice(direction, "direction", DIRECTIONS),
+        "external_id": clean_text(external_id, "external_id", 255),
+        "address": clean_text(address, "address", 320),
+        "started_at": check_aware(started_at, "started_at") or utcnow(),
+        "queue": clean_text(queue, "queue", TEXT_FIELDS["queue"]),
+        "ivr_path": _check_ivr_path(ivr_path),
+        "ivr_inputs": _check_mapping(ivr_inputs, "ivr_inputs"),
+    }
+
+
 async def record_interaction(
     session: AsyncSession,
     *,
@@ -83,14 +107,16 @@ async def record_interaction(
 ) -> Interaction:
     """Store a new interaction (a call, email, SMS or chat) as it starts."""
     interaction = Interaction(
-        channel=_check_choice(channel, "channel", CHANNELS),
-        direction=_check_choice(direction, "direction", DIRECTIONS),
-        external_id=clean_text(external_id, "external_id", 255),
-        address=clean_text(address, "address", 320),
-        started_at=check_aware(started_at, "started_at") or utcnow(),
-        queue=clean_text(queue, "queue", TEXT_FIELDS["queue"]),
-        ivr_path=_check_ivr_path(ivr_path),
-        ivr_inputs=_check_mapping(ivr_inputs, "ivr_inputs"),
+        **validated_new_row(
+            channel=channel,
+            direction=direction,
+            external_id=external_id,
+            address=address,
+            started_at=started_at,
+            queue=queue,
+            ivr_path=ivr_path,
+            ivr_inputs=ivr_inputs,
+        )
     )
     if customer_id is not None:
         interaction.customer_id = await _check_exists(session, Customer, customer_id)

@@ -47,6 +47,7 @@ from contact_center.events import (
 from contact_center.intake import open_contact
 from contact_center.ivr_runner import hand_to_routing, run_flow
 from contact_center.telephony import TelephonyError
+from crm_store.fast_intake import SqliteIntake
 from crm_store.models import Interaction
 from ivr_flows import interpreter as ivr
 from ivr_flows.model import Flow
@@ -82,8 +83,10 @@ class AsteriskPbx:
         default_flow: str,
         region: str,
         on_state: Callable[[str, str, str | None], None] | None = None,
+        fast_intake: SqliteIntake | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        self.fast_intake = fast_intake
         self.pbx = pbx
         self.bus = bus
         self.sessionmaker = sessionmaker
@@ -144,6 +147,7 @@ class AsteriskPbx:
             region=self.region,
             external_id=env.get("agi_uniqueid"),
             at=self.clock(),
+            fast=self.fast_intake,
         )
         self._link(opened.interaction_id, env.get("agi_channel", ""), env.get("agi_uniqueid", ""))
         outcome = await run_flow(

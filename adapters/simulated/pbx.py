@@ -31,6 +31,7 @@ from contact_center.intake import OpenedContact, open_contact
 from contact_center.ivr_runner import CallerGone, hand_to_routing, run_flow
 from contact_center.telephony import TelephonyError
 from crm_store import interactions
+from crm_store.fast_intake import SqliteIntake
 from crm_store.models import Interaction
 from ivr_flows import interpreter as ivr
 from ivr_flows.model import Flow
@@ -62,8 +63,10 @@ class SimulatedPbx:
         *,
         region: str,
         flows: dict[str, Flow] | None = None,
+        fast_intake: SqliteIntake | None = None,
         clock: Any = time.time,
     ) -> None:
+        self.fast_intake = fast_intake
         self.bus = bus
         self.sessionmaker = sessionmaker
         self.region = region
@@ -275,6 +278,7 @@ class SimulatedPbx:
             at=now,
             ivr_path=ivr_path,
             ivr_inputs=inputs,
+            fast=self.fast_intake,
         )
 
     def _call(self, interaction_id: int) -> SimulatedCall:
