@@ -202,3 +202,70 @@ async def test_after_a_restart_waiting_calls_are_queued_again_and_gone_ones_clos
     finally:
         await server.close()
         await ami.stop()
+
+
+async def test_unanswered_ring_sends_the_caller_back_to_wait(
+    tmp_path: Path, fast_hasher: None
+) -> None:
+    flows = tmp_path / "flows"
+    flows.mkdir()
+    (flows / "main.yaml").write_text(FLOW)
+    ami = await ReplayServer(
+        Scenario.load("e1_hold_redirect_to_agent"), answer_unknown=True
+    ).start()
+    config = config_for(
+        tmp_path,
+        pbx={
+            "mode": "asterisk",
+            "ami": {"host": "127.0.0.1", "port": ami.port, "username": "cti"},
+            "agi": {"host": "127.0.0.1", "port": 0},
+        },
+        ivr={"flows_dir": str(flows), "default_flow": "main"},
+        queues=[
+            {
+                "name": "billing",
+                "channels": ["voice"],
+                "skills": {"billing": 5},
+                "offer_timeout_seconds": 1,
+            },
+            {"name": "support", "channels": ["voice"]},
+        ],
+    )
+    app = make_app(config)
+    server = TestServer(app)
+    await server.start_server()
+    try:
+        daemon = app[DAEMON]
+        asterisk: Any = daemon.telephony
+        await asterisk.ami.wait_connected(5)
+        assert daemon.sessionmaker is not None and daemon.routing is not None
+        async with daemon.sessionmaker.begin() as db:
+            agent = await users.create_user(
+                db,
+                username="bob",
+                role="agent",
+                password="agent-pass-1",
+                skills={"billing": 7},
+                device="PJSIP/1002",
+            )
+        await daemon.routing.sync_user(agent.id)
+        await daemon.routing.set_status(agent.id, "ready", None, actor=_actor(agent.id))
+        await fake_asterisk_agi(
+            asterisk.agi.port,
+            [b"200 result=0 endpos=1000\n", b"200 result=1\n"] + [b"200 result=0\n"] * 4,
+        )
+        for _ in range(100):
+            redirects = [b for b in ami.received_blocks if b.startswith("Action: Redirect")]
+            if len(redirects) >= 2:
+                break
+            await asyncio.sleep(0.05)
+        assert "Context: cc-agents" in redirects[0]
+        # Nobody answered within the offer timeout: back to music on hold, same channel.
+        assert "Context: cc-holding" in redirects[1]
+        assert "Channel: Local/5551009@simcaller-0000000e;1" in redirects[1]
+        assert daemon.routing.router.agents[agent.id].status == "not_ready"
+        waiting = [c for c in daemon.routing.contacts.values() if c.state == "waiting"]
+        assert [c.queue for c in waiting] == ["billing"]
+    finally:
+        await server.close()
+        await ami.stop()
