@@ -23,7 +23,7 @@ async def flush_or_conflict(session: AsyncSession, what: str) -> None:
 
 
 def clean_text(value: object, field: str, max_len: int, *, required: bool = False) -> str | None:
-    """Trim a free-text field; empty becomes None (or InvalidData when `required`)."""
+    """Trim a free-text field; empty becomes None (or InvalidData when `required`); no NUL."""
     if value is None:
         if required:
             raise InvalidData(f"{field} is required")
@@ -37,6 +37,9 @@ def clean_text(value: object, field: str, max_len: int, *, required: bool = Fals
         return None
     if len(text) > max_len:
         raise InvalidData(f"{field} is longer than {max_len} characters")
+    if "\x00" in text:
+        # PostgreSQL cannot store NUL in text (SQLite can): refused on both, alike.
+        raise InvalidData(f"{field} must not contain NUL characters")
     return text
 
 

@@ -185,6 +185,10 @@ async def import_customers(
                 (line_number, f"expected {len(names)} fields, found {len(cells)}")
             )
             continue
+        if any("\x00" in cell for cell in cells):
+            # PostgreSQL refuses NUL even in the look-up, which would end the whole import.
+            report.refused.append((line_number, "a field contains a NUL character"))
+            continue
         try:
             async with sessionmaker.begin() as session:
                 outcome = await _import_row(

@@ -6,12 +6,13 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
+import phonenumbers
 from sqlalchemy import ColumnElement, and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import QueryableAttribute, selectinload
 
 from crm_store import audit
-from crm_store._common import clean_text, flush_or_conflict
+from crm_store._common import check_int_range, clean_text, flush_or_conflict
 from crm_store.actors import SYSTEM, Actor
 from crm_store.errors import Conflict, InvalidData, NotFound
 from crm_store.models import CONTACT_KINDS, TIERS, ContactPoint, Customer, Interaction
@@ -33,6 +34,9 @@ CUSTOMER_FIELDS: Final[Mapping[str, int]] = {
 }
 MAX_RAW_CONTACT: Final = 320
 MAX_LABEL: Final = 64
+# The most customers or interactions one search or timeline page returns; a negative
+# LIMIT would mean "all" to SQLite and an error to PostgreSQL.
+MAX_LIMIT: Final = 10_000
 _PHONE_FRAGMENT: Final = re.compile(r"^[+\d\s().-]+$")
 
 
@@ -52,6 +56,8 @@ def normalize_contact(kind: str, raw: str, region: str) -> str:
         raise InvalidData(f"{kind} must be text")
     if len(raw.strip()) > MAX_RAW_CONTACT:
         raise InvalidData(f"{kind} is longer than {MAX_RAW_CONTACT} characters")
+    if "\x00" in raw:
+        raise InvalidData(f"{kind} must not contain NUL characters")
     if kind == "phone":
         return normalize_phone(raw, region)
     if kind == "email":
@@ -260,7 +266,7 @@ async def find_customer_by_phone(session: AsyncSession, raw: str, region: str) -
 async def find_customer_by_email(session: AsyncSession, raw: str) -> Customer | None:
     """The customer owning this email address (case-insensitive); None if none or malformed."""
     try:
-        value = normalize_email(raw)
+        value = normalize_contact("email", raw, "ZZ")
     except InvalidData:
         return None
     return await _customer_by_contact(session, "email", value)
@@ -284,6 +290,41 @@ def _like_pattern(text: str) -> str:
     return f"%{escaped}%"
 
 
+def _glob_char(char: str) -> str:
+    """`char` in any case as a GLOB character class; GLOB's own specials made literal."""
+    variants = sorted({v for v in (char, char.lower(), char.upper()) if len(v) == 1})
+    if len(variants) == 1 and char not in "*?[]":
+        return char
+    # Inside brackets "]" must come first to be literal; "*", "?" and "[" are literal.
+    return "[" + "".join(sorted(variants, key=lambda v: v != "]")) + "]"
+
+
+def _contains_ci(column: QueryableAttribute[Any], text: str, dialect: str) -> ColumnElement[bool]:
+    """`column` contains `text`, ignoring case the same way on both backends.
+
+    SQLite's LIKE and lower() fold ASCII letters only, so "ZOË" would miss "Zoë" there;
+    for non-ASCII text on SQLite, GLOB with per-letter classes folds every letter.
+    """
+    if dialect == "sqlite" and not text.isascii():
+        glob = f"*{''.join(map(_glob_char, text))}*"
+        return column.op("GLOB", is_comparison=True)(glob)
+    return column.ilike(_like_pattern(text), escape="\\")
+
+
+def _phone_prefix_patterns(text: str, digits: str, region: str | None) -> list[str]:
+    """LIKE patterns for the start of a number typed in part: "020 7946", "0044 20 79"."""
+    if "+" in text:
+        return []
+    if digits.startswith("00"):
+        return [f"+{digits[2:]}%"]
+    metadata = phonenumbers.PhoneMetadata.metadata_for_region(region or "ZZ")
+    national_prefix = metadata.national_prefix if metadata is not None else None
+    if national_prefix and digits.startswith(national_prefix):
+        country_code = phonenumbers.country_code_for_region(region or "ZZ")
+        return [f"+{country_code}{digits[len(national_prefix) :]}%"]
+    return []
+
+
 async def search_customers(
     session: AsyncSession, query: str, *, limit: int = 20, region: str | None = None
 ) -> list[Customer]:
@@ -292,7 +333,9 @@ async def search_customers(
     A query that reads as a phone number (in `region`, or international) also matches
     that number however it was stored. An empty query lists customers by name.
     """
-    text = (query or "").strip()[:MAX_RAW_CONTACT]
+    check_int_range(limit, "limit", 1, MAX_LIMIT)
+    # NUL cannot be in any stored text, and PostgreSQL refuses it even as a parameter.
+    text = (query or "").replace("\x00", "").strip()[:MAX_RAW_CONTACT]
     statement = (
         select(Customer)
         .options(selectinload(Customer.contact_points))
@@ -300,8 +343,8 @@ async def search_customers(
         .limit(limit)
     )
     if text:
-        pattern = _like_pattern(text)
-        contact_match: ColumnElement[bool] = ContactPoint.value.ilike(pattern, escape="\\")
+        dialect = session.get_bind().dialect.name
+        contact_match = _contains_ci(ContactPoint.value, text, dialect)
         phone = try_normalize_phone(text, region or "ZZ")
         if phone is not None:
             contact_match = or_(
@@ -309,15 +352,20 @@ async def search_customers(
             )
         digits = "".join(ch for ch in text if ch.isdigit())
         if len(digits) >= 4 and _PHONE_FRAGMENT.match(text):
-            # "7946 0018" is part of "+442079460018" once the spaces are gone.
+            # "7946 0018" is part of "+442079460018" once the spaces are gone, and
+            # "020 7946" is its start once the national prefix is swapped for +44.
+            patterns = [f"%{digits}%", *_phone_prefix_patterns(text, digits, region)]
             contact_match = or_(
                 contact_match,
-                and_(ContactPoint.kind == "phone", ContactPoint.value.like(f"%{digits}%")),
+                and_(
+                    ContactPoint.kind == "phone",
+                    or_(*(ContactPoint.value.like(p) for p in patterns)),
+                ),
             )
         statement = statement.where(
             or_(
-                Customer.name.ilike(pattern, escape="\\"),
-                Customer.company.ilike(pattern, escape="\\"),
+                _contains_ci(Customer.name, text, dialect),
+                _contains_ci(Customer.company, text, dialect),
                 Customer.id.in_(select(ContactPoint.customer_id).where(contact_match)),
             )
         )
@@ -332,6 +380,7 @@ async def customer_timeline(
     Paging is by key, not offset: pass the id of the last interaction of a page as
     `before_id` to get the next, older page; rows added meanwhile do not shift pages.
     """
+    check_int_range(limit, "limit", 1, MAX_LIMIT)
     await _require_customer_id(session, customer_id)
     statement = (
         select(Interaction)

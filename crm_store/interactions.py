@@ -10,7 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm_store._common import check_aware, check_int_range, clean_text, flush_or_conflict
-from crm_store.errors import InvalidData, NotFound
+from crm_store.errors import Conflict, InvalidData, NotFound
 from crm_store.models import CHANNELS, DIRECTIONS, Customer, Interaction, Message, User, utcnow
 
 TIME_FIELDS: Final = ("offered_at", "answered_at", "ended_at")
@@ -174,6 +174,8 @@ async def find_interaction_by_external_id(
     session: AsyncSession, channel: str, external_id: str
 ) -> Interaction | None:
     """The newest interaction of `channel` with this channel-side id, or None."""
+    if "\x00" in external_id:
+        return None  # never stored, and PostgreSQL refuses it even as a parameter
     return await session.scalar(
         select(Interaction)
         .where(Interaction.channel == channel, Interaction.external_id == external_id)
@@ -211,6 +213,8 @@ async def add_message(
 ) -> Message:
     """Store a message; if (channel, provider_id) is already stored, return that one instead.
 
+    The same provider id already stored on another interaction is refused (Conflict):
+    handing back a message of someone else's conversation would hide an ingestion bug.
     Two writers racing on the same provider id: the loser gets Conflict, and its retry
     finds the stored message.
     """
@@ -220,21 +224,30 @@ async def add_message(
         raise InvalidData("message body must be text")
     if len(body) > MAX_BODY:
         raise InvalidData(f"message body is longer than {MAX_BODY} characters")
+    if "\x00" in body:
+        raise InvalidData("message body must not contain NUL characters")
     provider = clean_text(provider_id, "provider_id", 255)
+    clean_sender = clean_text(sender, "sender", 320)
+    clean_subject = clean_text(subject, "subject", 998)
+    await get_interaction(session, interaction_id)
     if provider is not None:
         existing = await session.scalar(
             select(Message).where(Message.channel == channel, Message.provider_id == provider)
         )
         if existing is not None:
+            if existing.interaction_id != interaction_id:
+                raise Conflict(
+                    f"{channel} message {provider} is already stored on interaction "
+                    f"{existing.interaction_id}, not {interaction_id}"
+                )
             return existing
-    await get_interaction(session, interaction_id)
     message = Message(
         interaction_id=interaction_id,
         channel=channel,
         direction=direction,
         body=body,
-        sender=clean_text(sender, "sender", 320),
-        subject=clean_text(subject, "subject", 998),
+        sender=clean_sender,
+        subject=clean_subject,
         provider_id=provider,
     )
     session.add(message)

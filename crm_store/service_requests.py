@@ -42,6 +42,8 @@ MANAGER_ROLES: Final = ("supervisor", "admin")
 ASSIGNEE_ROLES: Final = ("agent", "supervisor")
 # CSAT from which feedback archives the request; below, it goes back to `assigned`.
 ARCHIVE_MIN_CSAT: Final = 3
+# The most requests one listing returns.
+MAX_LIMIT: Final = 10_000
 
 
 def allowed_transitions(status: str) -> tuple[str, ...]:
@@ -140,12 +142,21 @@ async def create_service_request(
     clean_description = clean_text(description, "description", 20_000)
     if await session.scalar(select(Customer.id).where(Customer.id == customer_id)) is None:
         raise NotFound(f"no customer with id {customer_id}")
-    if (
-        interaction_id is not None
-        and await session.scalar(select(Interaction.id).where(Interaction.id == interaction_id))
-        is None
-    ):
-        raise NotFound(f"no interaction with id {interaction_id}")
+    if interaction_id is not None:
+        linked = (
+            await session.execute(
+                select(Interaction.id, Interaction.customer_id).where(
+                    Interaction.id == interaction_id
+                )
+            )
+        ).first()
+        if linked is None:
+            raise NotFound(f"no interaction with id {interaction_id}")
+        if linked.customer_id is not None and linked.customer_id != customer_id:
+            raise InvalidData(
+                f"interaction {interaction_id} belongs to customer {linked.customer_id}, "
+                f"not {customer_id}"
+            )
     sr = ServiceRequest(
         customer_id=customer_id,
         interaction_id=interaction_id,
@@ -175,8 +186,17 @@ async def assign(
 ) -> ServiceRequest:
     """Assign (or reassign) a request to an active agent or supervisor; managers only."""
     _require_manager(actor, "assign service requests")
+    # Checked before anything is touched: a refusal must leave the loaded request as it was.
+    clean_note = clean_text(note, "note", 20_000)
     sr = await _load(session, sr_id, for_update=True)
     check_transition(sr.id, sr.status, "assigned")
+    if sr.status == "feedback":
+        # feedback -> assigned is the low-CSAT path (`record_feedback`); assigning here
+        # would skip the customer's verdict.
+        raise IllegalTransition(
+            f"service request {sr.id} is 'feedback'; only the customer's feedback (csat "
+            f"below {ARCHIVE_MIN_CSAT}) sends it back to 'assigned'"
+        )
     assignee = await session.get(User, assignee_id)
     if assignee is None:
         raise NotFound(f"no user with id {assignee_id}")
@@ -194,7 +214,7 @@ async def assign(
         sr,
         "assigned",
         actor,
-        clean_text(note, "note", 20_000),
+        clean_note,
         {"assignee_id": assignee.id, "previous_assignee_id": previous},
     )
     return sr
@@ -242,6 +262,8 @@ async def record_feedback(
             f"service request {sr.id} is {sr.status!r}; feedback is only recorded in 'feedback'"
         )
     check_transition(sr.id, sr.status, target)
+    # Feedback closes (or reopens) the request: the same people as the other moves.
+    _require_assignee_or_manager(actor, sr, "record feedback on")
     sr.csat = score
     sr.feedback = clean_comment
     note = f"csat {score}" + (f": {clean_comment}" if clean_comment else "")
@@ -273,6 +295,8 @@ async def list_service_requests(
     limit: int = 100,
 ) -> list[ServiceRequest]:
     """Requests matching the filters, newest first, with their transitions."""
+    # A negative LIMIT means "no limit" to SQLite and is an error on PostgreSQL.
+    check_int_range(limit, "limit", 1, MAX_LIMIT)
     statement = (
         select(ServiceRequest)
         .options(selectinload(ServiceRequest.transitions))
