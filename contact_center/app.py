@@ -27,6 +27,7 @@ from contact_center.events import (
     ContactEnded,
     ContactHeld,
     ContactQueued,
+    ContactRingFailed,
     ContactTransferred,
     ContactUnheld,
 )
@@ -222,6 +223,7 @@ def routing_component(daemon: Daemon) -> Callable[[web.Application], AsyncIterat
         bus = daemon.bus
         bus.subscribe(ContactQueued, service.on_queued)
         bus.subscribe(ContactAnswered, service.on_answered)
+        bus.subscribe(ContactRingFailed, service.on_ring_failed)
         bus.subscribe(ContactHeld, service.on_held)
         bus.subscribe(ContactUnheld, service.on_unheld)
         bus.subscribe(ContactTransferred, service.on_transferred)

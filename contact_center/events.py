@@ -39,6 +39,19 @@ class ContactAnswered:
 
 
 @dataclass(frozen=True)
+class ContactRingFailed:
+    """The agent's phone was rung and did not take the call (no answer, busy, unreachable).
+
+    The PBX reports it as it happens, before the router's own offer timeout.
+    """
+
+    interaction_id: int
+    agent_id: int
+    at: float
+    reason: str
+
+
+@dataclass(frozen=True)
 class ContactHeld:
     """The agent put the customer on hold."""
 

@@ -212,6 +212,16 @@ class Router:
             decisions += self._withdraw_offer(contact_id, now, missed=False)
         return decisions
 
+    def ring_failed(self, contact_id: str, agent_id: int, now: float) -> list[Decision]:
+        """The agent's phone did not take the offered call: a missed offer, now rather
+        than at the offer's timeout (it counts toward going not ready). Nothing happens
+        when the offer is no longer this agent's (it expired or was withdrawn first)."""
+        decisions = self.tick(now)
+        offer = self.offers.get(contact_id)
+        if offer is None or offer.agent_id != agent_id:
+            return decisions
+        return decisions + self._withdraw_offer(contact_id, now, missed=True)
+
     def remove_contact(self, contact_id: str, now: float) -> list[Decision]:
         """The contact left before being answered (caller hung up, chat closed)."""
         decisions = self.tick(now)

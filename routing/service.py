@@ -29,6 +29,7 @@ from contact_center.events import (
     ContactEnded,
     ContactHeld,
     ContactQueued,
+    ContactRingFailed,
     ContactTransferred,
     ContactUnheld,
 )
@@ -330,6 +331,19 @@ class RoutingService:
         self._persist(event.interaction_id, answered_at=_dt(event.at), agent_id=event.agent_id)
         self._push_contact(info)
         self._push_agent(event.agent_id)
+        self._changed()
+
+    async def on_ring_failed(self, event: ContactRingFailed) -> None:
+        """The agent's phone did not answer: the next agent is tried now, and the miss
+        counts as a timed-out offer (not ready after the configured number in a row)."""
+        info = self.contacts.get(event.interaction_id)
+        if info is None or info.state != "offered" or info.agent_id != event.agent_id:
+            return
+        log.info(
+            "agent %s did not take call %s: %s", event.agent_id, event.interaction_id, event.reason
+        )
+        decisions = self.router.ring_failed(str(event.interaction_id), event.agent_id, event.at)
+        await self._carry_out(decisions)
         self._changed()
 
     async def on_held(self, event: ContactHeld) -> None:

@@ -6,7 +6,9 @@ AGI session tags the channel with the interaction id and sends it to the holding
 its events into contact events on the bus, and the port's commands become AMI actions.
 Delivery: Setvar of the agent's device on the caller's channel, then a Redirect into the
 agent context, which Dials it (contrib/asterisk/extensions_contact_center.conf); the
-caller goes back to the holding context when nobody answers.
+caller goes back to the holding context when nobody answers, and the DialEnd that says so
+moves the offer on at once. Hold from the desktop: a Redirect of both legs (caller to music
+on hold, agent to a silent wait), and unhold is a Bridge action joining them again.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from adapters.agi.server import FastAgiServer
 from adapters.ami.calls import TRACKED_EVENTS, CallTracker
 from adapters.ami.client import AmiClient, AmiError
 from adapters.ami.events import (
+    AgentNotAnswered,
     CallAnswered,
     CallEnded,
     CallHeld,
@@ -42,6 +45,7 @@ from contact_center.events import (
     ContactEnded,
     ContactHeld,
     ContactQueued,
+    ContactRingFailed,
     ContactUnheld,
 )
 from contact_center.intake import open_contact
@@ -60,6 +64,11 @@ RING_VAR = "CC_RING_SECONDS"
 TRANSFER_CONTEXT = "cc-transfer"
 OUTBOUND_CONTEXT = "cc-outbound"
 VOICEMAIL_CONTEXT = "cc-voicemail"
+HOLD_CONTEXT = "cc-hold"
+HOLD_AGENT_CONTEXT = "cc-hold-agent"
+# A Dial the daemon cancelled itself (Redirect) or that the caller's hang-up ended: the
+# router already knows; any other failed DialEnd is the agent's phone not taking the call.
+_OWN_DIAL_ENDINGS = frozenset({"cancel"})
 
 
 @dataclass
@@ -68,6 +77,12 @@ class _Call:
     channel: str
     uniqueid: str
     ringing_agent: int | None = None
+    ringing_device: str | None = None
+    # The answering agent's channel: the other leg that hold/unhold move.
+    agent_channel: str | None = None
+    # The dialplan already sent the caller back to the holding context (Dial failed).
+    back_in_holding: bool = False
+    held: bool = False
 
 
 class AsteriskPbx:
@@ -208,7 +223,10 @@ class AsteriskPbx:
         interaction_id = found
         call = self.calls.get(interaction_id)
         if isinstance(event, CallAnswered) and call is not None and call.ringing_agent:
+            call.agent_channel = event.agent_channel
             self.bus.publish(ContactAnswered(interaction_id, call.ringing_agent, event.at))
+        elif isinstance(event, AgentNotAnswered) and call is not None:
+            self._ring_failed(call, event)
         elif isinstance(event, CallHeld):
             self.bus.publish(ContactHeld(interaction_id, event.at))
         elif isinstance(event, CallUnheld):
@@ -274,6 +292,17 @@ class AsteriskPbx:
         if requeue:
             log.info("%d waiting calls found on Asterisk and queued again", len(requeue))
 
+    def _ring_failed(self, call: _Call, event: AgentNotAnswered) -> None:
+        agent_id = call.ringing_agent
+        if agent_id is None or event.reason in _OWN_DIAL_ENDINGS:
+            return
+        if not _same_device(call.ringing_device, event.device, event.agent_channel):
+            return  # the end of an earlier agent's ring, already dealt with
+        # [cc-agents] sends the caller back to [cc-holding] after a failed Dial; the
+        # router's next move must not Redirect it there a second time.
+        call.ringing_agent, call.ringing_device, call.back_in_holding = None, None, True
+        self.bus.publish(ContactRingFailed(call.interaction_id, agent_id, event.at, event.reason))
+
     # --- the telephony port ---------------------------------------------------------
 
     async def ring_agent(
@@ -292,7 +321,7 @@ class AsteriskPbx:
                 "Value": str(max(1, int(ring_seconds))),
             }
         )
-        call.ringing_agent = agent_id
+        call.ringing_agent, call.ringing_device, call.back_in_holding = agent_id, device, False
         await self._redirect(call, self.pbx.agent_context, "s")
 
     async def answer_for_agent(self, interaction_id: int, device: str) -> None:
@@ -302,7 +331,10 @@ class AsteriskPbx:
     async def return_to_waiting(self, interaction_id: int) -> None:
         """Back to music on hold in the holding context."""
         call = self._call(interaction_id)
-        call.ringing_agent = None
+        call.ringing_agent, call.ringing_device = None, None
+        if call.back_in_holding:
+            call.back_in_holding = False
+            return
         await self._redirect(call, self.pbx.holding_context, "s")
 
     async def hangup(self, interaction_id: int) -> None:
@@ -311,12 +343,44 @@ class AsteriskPbx:
         await self._action({"Action": "Hangup", "Channel": call.channel})
 
     async def hold(self, interaction_id: int) -> None:
-        """Hold is the phone's own button on Asterisk."""
-        raise TelephonyError("use your phone's hold button", "telephony.hold_on_phone")
+        """Both legs leave the bridge in one Redirect: the caller to music on hold, the
+        agent's leg to a silent wait ([cc-hold] and [cc-hold-agent])."""
+        call = self._connected(interaction_id)
+        if call.held:
+            raise TelephonyError(f"call {interaction_id} is already on hold", "telephony.held")
+        await self._action(
+            {
+                "Action": "Redirect",
+                "Channel": call.channel,
+                "Context": HOLD_CONTEXT,
+                "Exten": "s",
+                "Priority": "1",
+                "ExtraChannel": call.agent_channel,
+                "ExtraContext": HOLD_AGENT_CONTEXT,
+                "ExtraExten": "s",
+                "ExtraPriority": "1",
+            }
+        )
+        call.held = True
+        # A Redirect raises no Hold event: the hold is ours to report.
+        self.bus.publish(ContactHeld(interaction_id, self.clock()))
 
     async def unhold(self, interaction_id: int) -> None:
-        """Hold is the phone's own button on Asterisk."""
-        raise TelephonyError("use your phone's hold button", "telephony.hold_on_phone")
+        """Bridge the two legs again; when either hangs up after that, the other's
+        dialplan hangs up too (the Bridge action resumes each at its next priority)."""
+        call = self._connected(interaction_id)
+        if not call.held:
+            raise TelephonyError(f"call {interaction_id} is not on hold", "telephony.not_held")
+        await self._action(
+            {
+                "Action": "Bridge",
+                "Channel1": call.channel,
+                "Channel2": call.agent_channel,
+                "Tone": "no",
+            }
+        )
+        call.held = False
+        self.bus.publish(ContactUnheld(interaction_id, self.clock()))
 
     async def transfer(self, interaction_id: int, target: str) -> None:
         """Blind transfer: the caller's channel goes to the extension."""
@@ -372,6 +436,14 @@ class AsteriskPbx:
             raise TelephonyError(f"no call {interaction_id} on Asterisk", "telephony.no_call")
         return call
 
+    def _connected(self, interaction_id: int) -> _Call:
+        call = self._call(interaction_id)
+        if call.agent_channel is None:
+            raise TelephonyError(
+                f"call {interaction_id} is not connected to an agent", "telephony.not_connected"
+            )
+        return call
+
     async def _redirect(self, call: _Call, context: str, extension: str) -> None:
         await self._action(
             {
@@ -392,3 +464,12 @@ class AsteriskPbx:
     def _state(self, component: str, state: str, error: str | None) -> None:
         if self.on_state is not None:
             self.on_state(component, state, error)
+
+
+def _same_device(ringing: str | None, device: str, agent_channel: str) -> bool:
+    """Does this failed leg belong to the device we rang? `PJSIP/1001` rings as
+    `PJSIP/1001-0000002a`; Asterisk keeps the technology's case, people may not."""
+    if ringing is None:
+        return False
+    wanted = ringing.lower()
+    return device.lower() == wanted or agent_channel.lower().startswith(wanted + "-")

@@ -113,6 +113,18 @@ def test_reject_reroutes_to_someone_else() -> None:
     assert router.agents[1].missed_in_row == 0
 
 
+def test_a_phone_that_rang_out_is_a_missed_offer_before_the_timeout() -> None:
+    router = ready_router(agent(1, support=5), agent(2, support=5))
+    router.enqueue(contact("c1"), now=5)
+    decisions = router.ring_failed("c1", 1, now=9)  # the offer would expire at 25
+    assert decisions[0] == OfferExpired("c1", 1, agent_set_not_ready=False)
+    assert offers(decisions) == [("c1", 2)]
+    assert router.agents[1].missed_in_row == 1  # the policy's second miss: not ready
+    # A late report for an offer that is no longer this agent's changes nothing.
+    assert router.ring_failed("c1", 1, now=10) == []
+    assert router.offers["c1"].agent_id == 2
+
+
 def test_accept_end_wrap_up_then_next_contact() -> None:
     router = ready_router(agent(1, support=5))
     router.enqueue(contact("c1"), now=1)

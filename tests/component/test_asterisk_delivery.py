@@ -1,0 +1,216 @@
+"""Delivering a waiting call to an agent's phone on Asterisk, on recorded bytes.
+
+The caller of trace e1 waits on music on hold (its CoreShowChannels lists it); the daemon
+finds it at start-up (an open interaction with its Uniqueid) and queues it. The agent's
+device is the one e1 dials, so when the daemon Redirects the caller to the agent context
+the replay answers with what Asterisk really sent after e1's Redirect: the Dial, the
+answer, the bridge, and five seconds later both hang-ups. The recording is cut where the
+test needs time to act (hold, unhold, a phone that does not answer).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestServer
+
+from contact_center.app import make_app
+from contact_center.keys import DAEMON
+from contact_center.telephony import TelephonyError
+from crm_store import interactions, migrate, users
+from crm_store.actors import Actor
+from crm_store.database import make_engine, make_sessionmaker
+from routing.router import RoutingError
+from tests.component.api_fixtures import config_for
+from tests.fakes.ami_replay import ReplayServer, Scenario
+
+CALLER = "Local/5551004@simcaller-00000007;1"
+CALLER_UNIQUEID = "1795327460.14"
+AGENT_DEVICE = "Local/agent1002@agents"
+AGENT_LEG = "Local/agent1002@agents-00000008;1"
+
+
+@dataclass
+class Delivery:
+    """The daemon, its fake Asterisk, the waiting call and the ready agent."""
+
+    daemon: Any
+    ami: ReplayServer
+    interaction_id: int
+    agent_id: int
+    rest: bytes  # what Asterisk sent after the cut, to push when the test wants it
+
+    def actions(self, name: str) -> list[str]:
+        return [b for b in self.ami.received_blocks if b.startswith(f"Action: {name}\r\n")]
+
+
+def cut_after_redirect(marker: bytes) -> tuple[Scenario, bytes]:
+    """e1, with the reply to its Redirect cut just before `marker`."""
+    scenario = Scenario.load("e1_hold_redirect_to_agent")
+    step = next(s for s in scenario.steps if s.action == "redirect")
+    at = step.reply.index(marker)
+    step.reply, rest = step.reply[:at], step.reply[at:]
+    return scenario, rest
+
+
+async def wait_for(check: Callable[[], bool], what: str) -> None:
+    for _ in range(200):
+        if check():
+            return
+        await asyncio.sleep(0.025)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@contextlib.asynccontextmanager
+async def delivery(tmp_path: Path, marker: bytes) -> AsyncIterator[Delivery]:
+    """The daemon on e1 cut at `marker`: the call is adopted, offered and rung."""
+    scenario, rest = cut_after_redirect(marker)
+    ami = await ReplayServer(scenario, answer_unknown=True).start()
+    config = config_for(
+        tmp_path,
+        pbx={
+            "mode": "asterisk",
+            "ami": {"host": "127.0.0.1", "port": ami.port, "username": "cti"},
+            "agi": {"host": "127.0.0.1", "port": 0},
+        },
+        # A long offer timeout: whatever moves the offer on here comes from Asterisk.
+        queues=[
+            {"name": name, "channels": ["voice"], "offer_timeout_seconds": 60}
+            for name in ("support", "billing", "spanish")  # the bundled flows name them
+        ],
+    )
+    await migrate.upgrade(config.database.url)
+    engine = make_engine(config.database.url)
+    async with make_sessionmaker(engine).begin() as db:
+        waiting = await interactions.record_interaction(
+            db,
+            channel="voice",
+            external_id=CALLER_UNIQUEID,
+            queue="support",
+            address="5551004",
+            started_at=datetime(2026, 11, 22, 6, 0, tzinfo=UTC),
+        )
+        agent = await users.create_user(
+            db,
+            username="bob",
+            role="agent",
+            password="agent-pass-1",
+            skills={},
+            device=AGENT_DEVICE,
+        )
+    await engine.dispose()
+    app = make_app(config)
+    server = TestServer(app)
+    await server.start_server()
+    try:
+        daemon = app[DAEMON]
+        found = Delivery(daemon, ami, waiting.id, agent.id, rest)
+        await wait_for(lambda: waiting.id in daemon.routing.contacts, "the call to be adopted")
+        await daemon.routing.set_status(
+            agent.id, "ready", None, actor=Actor(agent.id, "bob", "agent")
+        )
+        await wait_for(lambda: bool(found.actions("Redirect")), "the ring")
+        yield found
+    finally:
+        await server.close()
+        await ami.stop()
+
+
+async def test_answered_on_the_phone_held_and_unheld_from_the_desktop_then_hung_up(
+    tmp_path: Path, fast_hasher: None
+) -> None:
+    async with delivery(tmp_path, b"Event: SoftHangupRequest") as d:
+        routing = d.daemon.routing
+        ring = d.actions("Redirect")[0]
+        assert f"Channel: {CALLER}" in ring and "Context: cc-agents" in ring
+        assert any(f"Value: {AGENT_DEVICE}" in b for b in d.actions("Setvar"))
+        # e1's Dial, answer and bridge: the agent picked up.
+        await wait_for(lambda: routing.contacts[d.interaction_id].state == "talking", "answer")
+        assert routing.contacts[d.interaction_id].agent_id == d.agent_id
+
+        await routing.call_action(d.agent_id, d.interaction_id, "hold", None)
+        hold = d.actions("Redirect")[1]
+        for line in (
+            f"Channel: {CALLER}",
+            "Context: cc-hold",
+            f"ExtraChannel: {AGENT_LEG}",
+            "ExtraContext: cc-hold-agent",
+        ):
+            assert line in hold, (line, hold)
+        await wait_for(lambda: routing.contacts[d.interaction_id].state == "held", "hold")
+        # Hold twice is a clear error, and sends nothing.
+        with pytest.raises(RoutingError, match="already on hold"):
+            await routing.call_action(d.agent_id, d.interaction_id, "hold", None)
+        assert len(d.actions("Redirect")) == 2
+
+        await asyncio.sleep(0.05)
+        await routing.call_action(d.agent_id, d.interaction_id, "unhold", None)
+        (bridge,) = d.actions("Bridge")
+        assert f"Channel1: {CALLER}" in bridge and f"Channel2: {AGENT_LEG}" in bridge
+        await wait_for(lambda: routing.contacts[d.interaction_id].state == "talking", "unhold")
+        assert routing.contacts[d.interaction_id].hold_total > 0
+
+        # The rest of e1: the agent hangs up, then the caller's channel goes.
+        await d.ami.push(d.rest)
+        await wait_for(
+            lambda: routing.contacts[d.interaction_id].state == "wrap_up", "the end of the call"
+        )
+        await routing.writer.flush()
+        async with d.daemon.sessionmaker() as db:
+            ix = await interactions.get_interaction(db, d.interaction_id)
+        assert ix.agent_id == d.agent_id
+        assert ix.offered_at is not None and ix.answered_at is not None
+        assert ix.ended_at is not None and ix.end_cause
+
+
+async def test_a_phone_that_does_not_answer_moves_the_offer_on_at_once(
+    tmp_path: Path, fast_hasher: None
+) -> None:
+    async with delivery(tmp_path, b"Event: DialEnd") as d:
+        routing = d.daemon.routing
+        assert routing.contacts[d.interaction_id].state == "offered"
+        # Asterisk's own DialEnd for this Dial, as the phone would end it unanswered.
+        dial_end = d.rest[: d.rest.index(b"\r\n\r\n") + 4]
+        assert b"DialStatus: ANSWER\r\n" in dial_end
+        await d.ami.push(dial_end.replace(b"DialStatus: ANSWER", b"DialStatus: NOANSWER"))
+        # Long before the 60 s offer timeout: the agent missed it and is not ready.
+        await wait_for(lambda: routing.router.agents[d.agent_id].status == "not_ready", "not ready")
+        assert routing.router.agents[d.agent_id].reason == "missed-offer"
+        assert routing.contacts[d.interaction_id].state == "waiting"
+        # [cc-agents] already sends the caller back to [cc-holding]: no second Redirect.
+        await asyncio.sleep(0.1)
+        assert len(d.actions("Redirect")) == 1
+
+
+async def test_a_cancelled_dial_from_an_earlier_ring_is_not_a_miss(
+    tmp_path: Path, fast_hasher: None
+) -> None:
+    async with delivery(tmp_path, b"Event: DialEnd") as d:
+        routing = d.daemon.routing
+        dial_end = d.rest[: d.rest.index(b"\r\n\r\n") + 4]
+        # CANCEL is the daemon's own Redirect ending a Dial (or the caller hanging up).
+        await d.ami.push(dial_end.replace(b"DialStatus: ANSWER", b"DialStatus: CANCEL"))
+        await asyncio.sleep(0.2)
+        assert routing.router.agents[d.agent_id].status == "ready"
+        assert routing.contacts[d.interaction_id].state == "offered"
+        # A failed leg of another device is not this ring's either.
+        other = dial_end.replace(b"agent1002@agents", b"agent1003@agents")
+        await d.ami.push(other.replace(b"DialStatus: ANSWER", b"DialStatus: NOANSWER"))
+        await asyncio.sleep(0.2)
+        assert routing.contacts[d.interaction_id].state == "offered"
+
+
+async def test_hold_before_the_agent_answers_is_refused(tmp_path: Path, fast_hasher: None) -> None:
+    async with delivery(tmp_path, b"Event: DialEnd") as d:
+        with pytest.raises(TelephonyError, match="not connected to an agent"):
+            await d.daemon.telephony.hold(d.interaction_id)
+        with pytest.raises(TelephonyError, match="not connected to an agent"):
+            await d.daemon.telephony.unhold(d.interaction_id)
+        assert d.actions("Bridge") == []
