@@ -18,11 +18,14 @@ import shutil
 import sys
 from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
-from typing import Any, TextIO, TypeVar
+from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 
 from contact_center.config import Config, load_config
 from contact_center.errors import CommandError, ConfigError
 from crm_store.errors import StoreError
+
+if TYPE_CHECKING:
+    from contact_center.replay import RoutingSetup
 
 DEFAULT_CONFIG = "config.yaml"
 
@@ -584,6 +587,51 @@ def cmd_customers_export(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- replay -------------------------------------------------------------------------
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    """Replay a recorded AMI session: call events and routing decisions as JSON lines."""
+    from contact_center import replay
+
+    path = Path(args.file)
+    try:
+        data = replay.read_recording(path)
+        timeline = replay.read_timeline(path)
+    except replay.ReplayError as exc:
+        raise CommandError(exc.message) from None
+    result = replay.replay(data, timeline, _replay_routing(args))
+    sys.stdout.writelines(f"{replay.to_json(record)}\n" for record in result.records)
+    sys.stdout.flush()
+    for note in result.notes:
+        print(f"note: {note}", file=sys.stderr)
+    if result.problem is not None:
+        _err(f"{path}: {result.problem}; the {len(result.records)} records before it are printed")
+        return 1
+    return 0
+
+
+def _replay_routing(args: argparse.Namespace) -> RoutingSetup | None:
+    """The router's inputs for a replay, or None (said once on standard error) without
+    queues or agents. A configuration named by -c or $CC_CONFIG must be valid; the
+    default ./config.yaml may be absent."""
+    from contact_center import replay
+
+    config = None
+    if args.config or os.environ.get("CC_CONFIG") or Path(DEFAULT_CONFIG).exists():
+        config = _load(args)
+    if config is None:
+        missing: str | None = f"no configuration: no -c FILE, $CC_CONFIG or ./{DEFAULT_CONFIG}"
+    elif not config.queues:
+        missing = f"{_config_path(args)} has no queues"
+    else:
+        agents, missing = _run_db(config, replay.load_agents(config.database.url))
+        if missing is None:
+            return replay.routing_setup(config, agents)
+    print(f"note: no routing ({missing}): printing call events only", file=sys.stderr)
+    return None
+
+
 # --- plumbing -----------------------------------------------------------------------
 
 
@@ -675,6 +723,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = customers.add_parser("export", parents=[common], help="export customers as CSV")
     p.add_argument("-o", "--output", metavar="FILE", help="write here (default: standard output)")
     p.set_defaults(func=cmd_customers_export)
+
+    p = sub.add_parser(
+        "replay",
+        parents=[common],
+        help="replay a recorded AMI session (FILE.ami.txt, timed by the FILE.timeline.tsv "
+        "beside it) through the call tracker and, with the configured queues and the "
+        "store's agents, the router; prints one JSON object per event or decision",
+    )
+    p.add_argument("file", metavar="FILE.ami.txt")
+    p.set_defaults(func=cmd_replay)
     return parser
 
 
