@@ -101,6 +101,8 @@ class PbxConfig(_Model):
     mode: Literal["simulated", "asterisk", "off"] = "simulated"
     ami: AmiConfig = AmiConfig()
     agi: AgiConfig = AgiConfig()
+    # Asterisk context where inbound calls enter (the call tracker starts calls there).
+    inbound_context: str = "cc-inbound"
     # Asterisk context where waiting callers hear music on hold.
     holding_context: str = "cc-holding"
     agent_context: str = "cc-agents"

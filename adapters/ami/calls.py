@@ -82,7 +82,9 @@ _FAILED_DIAL = {"NOANSWER", "BUSY", "CANCEL", "CHANUNAVAIL", "CONGESTION", "DONT
 class TrackerConfig:
     """Dialplan facts the tracker needs; the defaults match contrib/asterisk samples."""
 
-    inbound_contexts: frozenset[str] = frozenset({"inbound"})
+    # contrib/asterisk's inbound context, and the one of the test PBX the traces in
+    # tests/fixtures/asterisk-traces were recorded on.
+    inbound_contexts: frozenset[str] = frozenset({"cc-inbound", "inbound"})
     tag_variable: str = "CTI_CALLID"
     ivr_applications: frozenset[str] = frozenset({"AGI", "EAGI"})
 

@@ -26,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from adapters.agi.channel import AgiChannel, AgiError
 from adapters.agi.codec import AgiEnvironment
 from adapters.agi.server import FastAgiServer
-from adapters.ami.calls import TRACKED_EVENTS, CallTracker
+from adapters.ami.calls import TRACKED_EVENTS, CallTracker, TrackerConfig
 from adapters.ami.client import AmiClient, AmiError
 from adapters.ami.events import (
     AgentNotAnswered,
@@ -110,7 +110,9 @@ class AsteriskPbx:
         self.region = region
         self.on_state = on_state
         self.clock = clock
-        self.tracker = CallTracker()
+        # The configured inbound context, besides the sample's (calls start there).
+        contexts = TrackerConfig().inbound_contexts | {pbx.inbound_context}
+        self.tracker = CallTracker(TrackerConfig(inbound_contexts=contexts))
         self.calls: dict[int, _Call] = {}
         self._by_call_id: dict[str, int] = {}
         self._started: dict[str, CallStarted] = {}
