@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import importlib.util
 import json
 import multiprocessing as mp
@@ -67,6 +68,49 @@ from crm_store.models import Base  # noqa: E402
 AGENTS = 2000
 CALLS_PER_SECOND = 100
 BASELINE_EVERY = 5  # one bare frame per this many calls
+
+
+class StallWatch:
+    """Where a tail comes from: how late a 1 ms timer wakes (the loop was busy or the
+    process was not scheduled) and how long each garbage collection took."""
+
+    def __init__(self) -> None:
+        self.lags_ms: list[float] = []
+        self.gc_ms: dict[int, list[float]] = {0: [], 1: [], 2: []}
+        self._gc_started = 0.0
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        gc.callbacks.append(self._on_gc)
+        self._task = asyncio.create_task(self._sample())
+
+    def stop(self) -> dict[str, Any]:
+        gc.callbacks.remove(self._on_gc)
+        if self._task is not None:
+            self._task.cancel()
+        lags = sorted(self.lags_ms) or [0.0]
+        return {
+            "loop_lag_p50_ms": lags[len(lags) // 2],
+            "loop_lag_p99_ms": lags[int(0.99 * (len(lags) - 1))],
+            "loop_lag_max_ms": lags[-1],
+            "loop_lags_over_10ms": sum(1 for v in lags if v > 10),
+            "gc": {
+                f"gen{gen}": {"count": len(v), "max_ms": max(v, default=0.0), "sum_ms": sum(v)}
+                for gen, v in self.gc_ms.items()
+            },
+        }
+
+    def _on_gc(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._gc_started = time.perf_counter()
+        else:
+            self.gc_ms[info["generation"]].append((time.perf_counter() - self._gc_started) * 1000)
+
+    async def _sample(self) -> None:
+        while True:
+            before = time.perf_counter()
+            await asyncio.sleep(0.001)
+            self.lags_ms.append((time.perf_counter() - before) * 1000 - 1.0)
 
 
 def prepare(source: Path, work: Path) -> None:
@@ -133,12 +177,21 @@ async def _clients(port: int, tokens: list[str], ready: Any, results: Any, stop:
                     arrivals[key] = received
 
         readers = [asyncio.create_task(read(ws)) for ws in sockets]
+        # This process stands in for 2,000 browsers; a full collection over its 2,000
+        # sockets' objects stopped it for ~120 ms in a run, delaying every frame it was
+        # about to read, which measured the load generator rather than the daemon. Its
+        # heap is built by now: freeze it and collect no more until the end.
+        gc.collect()
+        gc.freeze()
+        gc.disable()
+        watch = StallWatch()
+        watch.start()
         ready.set()
         await asyncio.get_running_loop().run_in_executor(None, stop.wait)
         await asyncio.sleep(0.5)
         for task in readers:
             task.cancel()
-        results.put(arrivals)
+        results.put((arrivals, watch.stop()))
 
 
 # --- the daemon side --------------------------------------------------------------------
@@ -188,6 +241,8 @@ async def run(db: Path, seconds: float, customers: int) -> dict[str, Any]:
     connected = len(daemon.hub)
     await asyncio.sleep(1.0)
 
+    watch = StallWatch()
+    watch.start()
     rng = random.Random(7)
     queued: dict[int, float] = {}
     bare_sent: dict[int, float] = {}
@@ -222,7 +277,15 @@ async def run(db: Path, seconds: float, customers: int) -> dict[str, Any]:
         await asyncio.wait(in_flight)
     await asyncio.sleep(2.0)
     stop.set()
-    arrivals = await asyncio.get_running_loop().run_in_executor(None, results.get, True, 60)
+    server_stalls = watch.stop()
+    # What a full collection would cost the daemon now, with every socket open: it did
+    # not happen during the run (see the gc counts), but a long-running daemon meets one.
+    collect_started = time.perf_counter()
+    gc.collect()
+    server_stalls["full_collection_ms"] = (time.perf_counter() - collect_started) * 1000
+    arrivals, client_stalls = await asyncio.get_running_loop().run_in_executor(
+        None, results.get, True, 60
+    )
     clients.join(30)
     offered_frame = await _sample_offer(service)
     await runner.cleanup()
@@ -248,6 +311,8 @@ async def run(db: Path, seconds: float, customers: int) -> dict[str, Any]:
         "bare_p99_ms": _p(bare_ms, 0.99),
         "frame_bytes": len(json.dumps(offered_frame or {}, separators=(",", ":"))),
         "ratio_median": statistics.median(pop_ms) / statistics.median(bare_ms),
+        "server_stalls": server_stalls,
+        "client_stalls": client_stalls,
     }
 
 
@@ -313,6 +378,20 @@ def main() -> None:
     print(
         f"pop / bare median: {figures['ratio_median']:.1f}x;"
         f" offer frame {figures['frame_bytes']} bytes"
+    )
+    for side in ("server", "client"):
+        st = figures[f"{side}_stalls"]
+        gcs = ", ".join(
+            f"{gen} {v['count']}x max {v['max_ms']:.1f} ms" for gen, v in st["gc"].items()
+        )
+        print(
+            f"{side} loop lag p50/p99/max {st['loop_lag_p50_ms']:.2f}/"
+            f"{st['loop_lag_p99_ms']:.2f}/{st['loop_lag_max_ms']:.1f} ms,"
+            f" {st['loop_lags_over_10ms']} over 10 ms; gc: {gcs}"
+        )
+    print(
+        "server: a full garbage collection with every socket open takes"
+        f" {figures['server_stalls']['full_collection_ms']:.1f} ms"
     )
     print(f"target: p99 < 20 ms {figures['pop_p99_ms'] < 20}")
     print(
