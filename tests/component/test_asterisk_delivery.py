@@ -214,3 +214,34 @@ async def test_hold_before_the_agent_answers_is_refused(tmp_path: Path, fast_has
         with pytest.raises(TelephonyError, match="not connected to an agent"):
             await d.daemon.telephony.unhold(d.interaction_id)
         assert d.actions("Bridge") == []
+
+
+def _blocks(data: bytes) -> list[bytes]:
+    return [b + b"\r\n\r\n" for b in data.split(b"\r\n\r\n") if b.strip()]
+
+
+async def test_a_caller_who_hangs_up_while_the_agent_rings_is_abandoned_and_frees_the_agent(
+    tmp_path: Path, fast_hasher: None
+) -> None:
+    async with delivery(tmp_path, b"Event: DialEnd") as d:
+        routing = d.daemon.routing
+        # From the rest of e1, only the caller's own channel going away (as when the
+        # caller hangs up during the ring); the agent's leg is left out.
+        gone = b"".join(
+            b
+            for b in _blocks(d.rest)
+            if b.startswith(
+                (b"Event: HangupRequest", b"Event: SoftHangupRequest", b"Event: Hangup")
+            )
+            and f"Channel: {CALLER}\r\n".encode() in b
+        )
+        assert gone.count(b"Event: Hangup\r\n") == 1
+        await d.ami.push(gone)
+        await wait_for(lambda: d.interaction_id not in routing.contacts, "the abandon")
+        assert routing.router.agents[d.agent_id].status == "ready"
+        assert routing.router.agents[d.agent_id].offered == {}
+        await routing.writer.flush()
+        async with d.daemon.sessionmaker() as db:
+            ix = await interactions.get_interaction(db, d.interaction_id)
+        assert ix.ended_at is not None and ix.answered_at is None
+        assert ix.end_cause
