@@ -392,7 +392,9 @@ class RoutingService:
                 )
                 self._push_agent(offered_to)
             await self._carry_out(decisions)
-        elif info.state in ("talking", "held") and info.agent_id is not None:
+        elif info.state in ("talking", "held", "dialing") and info.agent_id is not None:
+            # "dialing": a click-to-dial that ended before anyone answered; the agent
+            # was busy with it all the same.
             if info.held_since is not None:
                 info.hold_total += now - info.held_since
                 info.held_since = None

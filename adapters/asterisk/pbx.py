@@ -78,8 +78,10 @@ class _Call:
     uniqueid: str
     ringing_agent: int | None = None
     ringing_device: str | None = None
-    # The answering agent's channel: the other leg that hold/unhold move.
+    # The leg the tracked channel is connected to: the agent's for a call that came in,
+    # the customer's for a click-to-dial (whose tracked channel is the agent's phone).
     agent_channel: str | None = None
+    outbound: bool = False
     # The dialplan already sent the caller back to the holding context (Dial failed).
     back_in_holding: bool = False
     held: bool = False
@@ -218,6 +220,9 @@ class AsteriskPbx:
             for known_id, known in self.calls.items():
                 if event.uniqueid == known.uniqueid or event.channel == known.channel:
                     self._by_call_id[event.call_id] = known_id
+                    # A click-to-dial was linked by the Uniqueid we gave it, before its
+                    # channel had a name.
+                    known.channel = event.channel
             return
         found = self._by_call_id.get(event.call_id)
         if found is None:
@@ -350,14 +355,15 @@ class AsteriskPbx:
         call = self._connected(interaction_id)
         if call.held:
             raise TelephonyError(f"call {interaction_id} is already on hold", "telephony.held")
+        customer, agent = _legs(call)
         await self._action(
             {
                 "Action": "Redirect",
-                "Channel": call.channel,
+                "Channel": customer,
                 "Context": HOLD_CONTEXT,
                 "Exten": "s",
                 "Priority": "1",
-                "ExtraChannel": call.agent_channel,
+                "ExtraChannel": agent,
                 "ExtraContext": HOLD_AGENT_CONTEXT,
                 "ExtraExten": "s",
                 "ExtraPriority": "1",
@@ -390,18 +396,35 @@ class AsteriskPbx:
         await self._redirect(call, TRANSFER_CONTEXT, target)
 
     async def dial(self, interaction_id: int, agent_id: int, device: str, number: str) -> None:
-        """Ring the agent's device; when answered, it dials the number."""
-        await self._action(
-            {
-                "Action": "Originate",
-                "Channel": device,
-                "Context": OUTBOUND_CONTEXT,
-                "Exten": number,
-                "Priority": "1",
-                "Async": "true",
-                "Variable": f"{INTERACTION_VAR}={interaction_id}",
-            }
-        )
+        """Ring the agent's device; when answered, it dials the number.
+
+        The agent's leg gets a Uniqueid of our choosing (ChannelId) and the CTI tag, so
+        the tracker follows it as a call from its first event and its answer and end
+        reach the interaction like an inbound call's."""
+        uniqueid = f"cc-dial-{interaction_id}"
+        self._link(interaction_id, device, uniqueid)
+        call = self.calls[interaction_id]
+        call.outbound, call.ringing_agent, call.ringing_device = True, agent_id, device
+        try:
+            await self._action(
+                {
+                    "Action": "Originate",
+                    "Channel": device,
+                    "Context": OUTBOUND_CONTEXT,
+                    "Exten": number,
+                    "Priority": "1",
+                    "Async": "true",
+                    "ChannelId": uniqueid,
+                    # A list: one Variable header each (panoramisk repeats the key).
+                    "Variable": [
+                        f"{INTERACTION_VAR}={interaction_id}",
+                        f"{self.tracker.config.tag_variable}={uniqueid}",
+                    ],
+                }
+            )
+        except TelephonyError:
+            self.calls.pop(interaction_id, None)
+            raise
 
     async def spy(self, supervisor_device: str, agent_device: str, mode: str) -> None:
         """ChanSpy on the agent's device from the supervisor's phone."""
@@ -466,6 +489,14 @@ class AsteriskPbx:
     def _state(self, component: str, state: str, error: str | None) -> None:
         if self.on_state is not None:
             self.on_state(component, state, error)
+
+
+def _legs(call: _Call) -> tuple[str, str]:
+    """(customer's leg, agent's leg) of a connected call."""
+    assert call.agent_channel is not None
+    if call.outbound:
+        return call.agent_channel, call.channel
+    return call.channel, call.agent_channel
 
 
 def _same_device(ringing: str | None, device: str, agent_channel: str) -> bool:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -29,7 +30,7 @@ from crm_store.actors import Actor
 from crm_store.database import make_engine, make_sessionmaker
 from routing.router import RoutingError
 from tests.component.api_fixtures import config_for
-from tests.fakes.ami_replay import ReplayServer, Scenario
+from tests.fakes.ami_replay import TRACES, ReplayServer, Scenario
 
 CALLER = "Local/5551004@simcaller-00000007;1"
 CALLER_UNIQUEID = "1795327460.14"
@@ -245,3 +246,93 @@ async def test_a_caller_who_hangs_up_while_the_agent_rings_is_abandoned_and_free
             ix = await interactions.get_interaction(db, d.interaction_id)
         assert ix.ended_at is not None and ix.answered_at is None
         assert ix.end_cause
+
+
+def _e2_block(event: bytes, channel: bytes) -> bytes:
+    """The first `event` about `channel` in trace e2 (a CTI-originated agent leg)."""
+    data = (TRACES / "e2_originate_agent_then_bridge.ami.txt").read_bytes()
+    for block in _blocks(data):
+        if block.startswith(b"Event: " + event + b"\r\n") and b"Channel: " + channel in block:
+            return block
+    raise AssertionError(f"no {event!r} for {channel!r} in e2")
+
+
+async def test_click_to_dial_is_followed_from_the_agents_phone_to_the_end(
+    tmp_path: Path, fast_hasher: None
+) -> None:
+    ami = await ReplayServer(
+        Scenario.load("e1_hold_redirect_to_agent"), answer_unknown=True
+    ).start()
+    config = config_for(
+        tmp_path,
+        pbx={
+            "mode": "asterisk",
+            "ami": {"host": "127.0.0.1", "port": ami.port, "username": "cti"},
+            "agi": {"host": "127.0.0.1", "port": 0},
+        },
+    )
+    app = make_app(config)
+    server = TestServer(app)
+    await server.start_server()
+    try:
+        daemon = app[DAEMON]
+        await daemon.telephony.ami.wait_connected(5)
+        async with daemon.sessionmaker.begin() as db:
+            agent = await users.create_user(
+                db,
+                username="dee",
+                role="agent",
+                password="agent-pass-1",
+                device="Local/agent1001@agents",
+            )
+        await daemon.routing.sync_user(agent.id)
+        interaction_id = await daemon.routing.dial(agent.id, "+442079460018")
+        (originate,) = [b for b in ami.received_blocks if b.startswith("Action: Originate")]
+        uid = f"cc-dial-{interaction_id}"
+        for line in (
+            "Channel: Local/agent1001@agents",
+            "Context: cc-outbound",
+            "Exten: +442079460018",
+            f"ChannelId: {uid}",
+            f"Variable: CC_INTERACTION_ID={interaction_id}",
+            f"Variable: CTI_CALLID={uid}",
+        ):
+            assert line in originate, (line, originate)
+
+        # e2's originated agent leg and the leg it is bridged to, given the Uniqueid
+        # and tag the Originate asked for (the tag shows from the channel's second event).
+        leg = b"Local/agent1001@agents-0000000a;1"
+        ours = uid.encode()
+
+        def as_ours(block: bytes) -> bytes:
+            # e2's agent leg becomes ours; the leg it meets keeps its own Uniqueid but,
+            # as in e2, shares the call's Linkedid.
+            block = block.replace(b"Uniqueid: 1795327471.20", b"Uniqueid: " + ours)
+            block = re.sub(rb"Linkedid: [0-9.]+", b"Linkedid: " + ours, block)
+            return block.replace(b"CTI_CALLID=\r\n", b"CTI_CALLID=" + ours + b"\r\n")
+
+        await daemon.routing.writer.flush()
+        await ami.push(_e2_block(b"Newchannel", leg).replace(b"1795327471.20", uid.encode()))
+        await ami.push(as_ours(_e2_block(b"BridgeEnter", leg)))
+        customer = _e2_block(b"BridgeEnter", b"Local/5551005@simcaller-00000009;1")
+        await ami.push(as_ours(customer))
+        routing = daemon.routing
+        await wait_for(lambda: routing.contacts[interaction_id].state == "talking", "answer")
+        assert daemon.telephony.calls[interaction_id].channel == leg.decode()
+
+        # Hold on a click-to-dial puts the customer's leg (not the agent's) on music.
+        await routing.call_action(agent.id, interaction_id, "hold", None)
+        hold = [b for b in ami.received_blocks if b.startswith("Action: Redirect")][-1]
+        assert "Channel: Local/5551005@simcaller-00000009;1" in hold
+        assert f"ExtraChannel: {leg.decode()}" in hold
+
+        await ami.push(as_ours(_e2_block(b"Hangup", leg)))
+        await wait_for(lambda: routing.contacts[interaction_id].state == "wrap_up", "the end")
+        await routing.writer.flush()
+        async with daemon.sessionmaker() as db:
+            ix = await interactions.get_interaction(db, interaction_id)
+        assert (ix.direction, ix.agent_id) == ("outbound", agent.id)
+        assert ix.answered_at is not None and ix.ended_at is not None
+    finally:
+        await server.close()
+        await ami.stop()
