@@ -15,10 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 SAMPLE = (
-    Path(__file__).resolve().parents[2]
-    / "contrib"
-    / "asterisk"
-    / "extensions_contact_center.conf"
+    Path(__file__).resolve().parents[2] / "contrib" / "asterisk" / "extensions_contact_center.conf"
 )
 
 _LINE = re.compile(r"^\s*(exten|same)\s*=>\s*(.*)$")
