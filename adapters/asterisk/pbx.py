@@ -13,6 +13,7 @@ on hold, agent to a silent wait), and unhold is a Bridge action joining them aga
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -46,11 +47,13 @@ from contact_center.events import (
     ContactHeld,
     ContactQueued,
     ContactRingFailed,
+    ContactTransferred,
     ContactUnheld,
 )
 from contact_center.intake import open_contact
 from contact_center.ivr_runner import hand_to_routing, run_flow
 from contact_center.telephony import TelephonyError
+from crm_store import interactions
 from crm_store.fast_intake import SqliteIntake
 from crm_store.models import Interaction
 from ivr_flows import interpreter as ivr
@@ -118,6 +121,7 @@ class AsteriskPbx:
         self.calls: dict[int, _Call] = {}
         self._by_call_id: dict[str, int] = {}
         self._started: dict[str, CallStarted] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
         self.ami = AmiClient(
             host=pbx.ami.host,
             port=pbx.ami.port,
@@ -192,7 +196,17 @@ class AsteriskPbx:
                     dnis=env.get("agi_extension", ""),
                     at=self.clock(),
                 )
-            elif isinstance(command, ivr.Transfer):
+                return
+            # Every other way out ends the contact here, whatever Asterisk does next.
+            self._forget(opened.interaction_id)
+            async with self.sessionmaker.begin() as db:
+                await interactions.update_interaction(
+                    db,
+                    opened.interaction_id,
+                    ended_at=datetime.fromtimestamp(self.clock(), UTC),
+                    end_cause=f"ivr: {outcome.outcome}",
+                )
+            if isinstance(command, ivr.Transfer):
                 await self._continue_at(channel, TRANSFER_CONTEXT, command.extension)
             elif isinstance(command, ivr.Voicemail):
                 await self._continue_at(channel, VOICEMAIL_CONTEXT, command.mailbox)
@@ -211,8 +225,26 @@ class AsteriskPbx:
     # --- AMI events -----------------------------------------------------------------
 
     def _on_ami_event(self, message: AmiMessage) -> None:
+        if message.get("Event") == "Hangup":
+            self._agent_left_hold(str(message.get("Channel", "")))
         for event in self.tracker.feed_message(message, self.clock()):
             self._domain(event)
+
+    def _agent_left_hold(self, channel: str) -> None:
+        """The agent hung up while the customer was on hold: [cc-hold] would play them
+        music forever, so the customer's leg is hung up too (the agent ended the call)."""
+        for call in self.calls.values():
+            if call.held and call.agent_channel is not None and _legs(call)[1] == channel:
+                call.held = False
+                task = asyncio.create_task(self._hang_up_quietly(_legs(call)[0]))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+
+    async def _hang_up_quietly(self, channel: str) -> None:
+        try:
+            await self._action({"Action": "Hangup", "Channel": channel})
+        except TelephonyError as exc:
+            log.warning("could not hang up %s after its agent left: %s", channel, exc)
 
     def _domain(self, event: Any) -> None:
         if isinstance(event, CallStarted):
@@ -232,6 +264,8 @@ class AsteriskPbx:
         if isinstance(event, CallAnswered) and call is not None and call.ringing_agent:
             call.agent_channel = event.agent_channel
             self.bus.publish(ContactAnswered(interaction_id, call.ringing_agent, event.at))
+            # Answered once: a later bridge (a transfer's target) is not this agent's.
+            call.ringing_agent = call.ringing_device = None
         elif isinstance(event, AgentNotAnswered) and call is not None:
             self._ring_failed(call, event)
         elif isinstance(event, CallHeld):
@@ -394,6 +428,12 @@ class AsteriskPbx:
         """Blind transfer: the caller's channel goes to the extension."""
         call = self._call(interaction_id)
         await self._redirect(call, TRANSFER_CONTEXT, target)
+        # The caller has left the contact center (a Redirect raises no BlindTransfer):
+        # the agent's part ends now, and what the extension does is not ours to follow.
+        now = self.clock()
+        self._forget(interaction_id)
+        self.bus.publish(ContactTransferred(interaction_id, target, now))
+        self.bus.publish(ContactEnded(interaction_id, now, f"transferred to {target}"))
 
     async def dial(self, interaction_id: int, agent_id: int, device: str, number: str) -> None:
         """Ring the agent's device; when answered, it dials the number.
@@ -454,6 +494,11 @@ class AsteriskPbx:
         for call_id, started in self._started.items():
             if started.uniqueid == uniqueid or started.channel == channel:
                 self._by_call_id[call_id] = interaction_id
+
+    def _forget(self, interaction_id: int) -> None:
+        self.calls.pop(interaction_id, None)
+        for call_id in [c for c, i in self._by_call_id.items() if i == interaction_id]:
+            del self._by_call_id[call_id]
 
     def _call(self, interaction_id: int) -> _Call:
         call = self.calls.get(interaction_id)
