@@ -201,7 +201,7 @@ async def run(db: Path, seconds: float, customers: int) -> dict[str, Any]:
     config = parse_config(
         {
             "database": {"url": f"sqlite+aiosqlite:///{db}"},
-            "pbx": {"mode": "simulated"},
+            "pbx": {"mode": "simulated-inprocess"},
             "skills": [{"name": "none"}],
             # The bundled IVR flows name these queues; calls here go straight to support.
             "queues": [

@@ -9,20 +9,25 @@ from __future__ import annotations
 
 import gc
 import logging
+import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 from aiohttp import web
+from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from adapters.asterisk.pbx import AsteriskPbx
+from adapters.simasterisk import SimulatedAsterisk
+from adapters.simasterisk.controls import SimulatedPhones, SimulatorControls
 from adapters.simulated.pbx import SimulatedPbx
 from contact_center.auth.ratelimit import LoginRateLimiter
 from contact_center.auth.sessions import SessionStore
 from contact_center.bus import EventBus
-from contact_center.config import Config
+from contact_center.config import AgiConfig, AmiConfig, Config, PbxConfig
 from contact_center.events import (
     ContactAnswered,
     ContactEnded,
@@ -82,7 +87,8 @@ class Daemon:
     screen_pops: ScreenPopReader | None = None
     fast_intake: SqliteIntake | None = None
     telephony: Telephony | None = None
-    simulator: SimulatedPbx | None = None
+    # The simulator's controls (place a call, the caller hangs up), when the PBX is one.
+    simulator: SimulatedPbx | SimulatorControls | None = None
     routing: RoutingService | None = None
     flows: dict[str, Flow] = field(default_factory=dict)
     metrics: Metrics = field(init=False)
@@ -150,13 +156,14 @@ def bus_component(daemon: Daemon) -> Callable[[web.Application], AsyncIterator[N
 
 
 def pbx_component(daemon: Daemon) -> Callable[[web.Application], AsyncIterator[None]]:
-    """The telephony side: a real Asterisk (AMI + FastAGI), a simulated PBX, or none."""
+    """The telephony side: a real Asterisk (AMI + FastAGI), the simulated Asterisk behind
+    the same adapter, the in-process simulator (tests, benchmarks), or none."""
 
     async def ctx(_app: web.Application) -> AsyncIterator[None]:
         mode = daemon.config.pbx.mode
         if mode == "off":
             daemon.health.set("pbx", "disabled", "pbx.mode is off")
-        elif mode == "simulated":
+        elif mode == "simulated-inprocess":
             assert daemon.sessionmaker is not None
             simulator = SimulatedPbx(
                 daemon.bus,
@@ -167,36 +174,41 @@ def pbx_component(daemon: Daemon) -> Callable[[web.Application], AsyncIterator[N
             )
             await simulator.start()
             daemon.simulator = daemon.telephony = simulator
-            daemon.health.set("pbx", "up", "simulated PBX (no Asterisk configured)")
-        else:
-            assert daemon.sessionmaker is not None
-            pbx = daemon.config.pbx
-            details = {
-                "ami": f"AMI {pbx.ami.host}:{pbx.ami.port}",
-                "agi": f"FastAGI {pbx.agi.host}:{pbx.agi.port}",
-            }
-            states: dict[str, State] = {
-                "connecting": "starting",
-                "stopped": "down",
-                "up": "up",
-                "down": "down",
-            }
-
-            def report(component: str, state: str, error: str | None) -> None:
-                daemon.health.set(
-                    f"pbx.{component}", states.get(state, "down"), details[component], error=error
-                )
-
-            asterisk = AsteriskPbx(
-                pbx,
-                bus=daemon.bus,
-                sessionmaker=daemon.sessionmaker,
-                flows=daemon.flows,
-                default_flow=daemon.config.ivr.default_flow,
-                region=daemon.config.database.default_region,
-                on_state=report,
-                fast_intake=daemon.fast_intake,
+            daemon.health.set("pbx", "up", "simulated PBX, in process")
+        elif mode == "simulated":
+            sim = SimulatedAsterisk(ami_port=0, secret=secrets.token_urlsafe(16))
+            await sim.start()
+            pbx = daemon.config.pbx.model_copy(
+                update={
+                    "ami": AmiConfig(
+                        host="127.0.0.1",
+                        port=sim.ami_port,
+                        username="cti",
+                        secret=SecretStr(sim.ami.secret),
+                        reconnect_max_seconds=1.0,
+                    ),
+                    "agi": AgiConfig(host="127.0.0.1", port=0),
+                }
             )
+            scripts: dict[str, Any] = {}
+            asterisk = _asterisk(daemon, pbx, SimulatedPhones(sim), scripts)
+            await asterisk.start()
+            sim.set_agi_address("127.0.0.1", asterisk.agi.port)
+            daemon.telephony = asterisk
+            daemon.simulator = SimulatorControls(sim, scripts, daemon.flows)
+            daemon.health.set(
+                "pbx",
+                "up",
+                f"simulated Asterisk on loopback (AMI port {sim.ami_port},"
+                f" FastAGI port {asterisk.agi.port})",
+            )
+            await asterisk.ami.wait_connected(10)
+            yield
+            await asterisk.stop()
+            await sim.stop()
+            return
+        else:
+            asterisk = _asterisk(daemon, daemon.config.pbx)
             await asterisk.start()
             daemon.telephony = asterisk
             yield
@@ -205,6 +217,43 @@ def pbx_component(daemon: Daemon) -> Callable[[web.Application], AsyncIterator[N
         yield
 
     return ctx
+
+
+def _asterisk(
+    daemon: Daemon,
+    pbx: PbxConfig,
+    phones: SimulatedPhones | None = None,
+    scripts: dict[str, Any] | None = None,
+) -> AsteriskPbx:
+    assert daemon.sessionmaker is not None
+    details = {
+        "ami": f"AMI {pbx.ami.host}:{pbx.ami.port}",
+        "agi": f"FastAGI {pbx.agi.host}:{pbx.agi.port}",
+    }
+    states: dict[str, State] = {
+        "connecting": "starting",
+        "stopped": "down",
+        "up": "up",
+        "down": "down",
+    }
+
+    def report(component: str, state: str, error: str | None) -> None:
+        daemon.health.set(
+            f"pbx.{component}", states.get(state, "down"), details[component], error=error
+        )
+
+    return AsteriskPbx(
+        pbx,
+        bus=daemon.bus,
+        sessionmaker=daemon.sessionmaker,
+        flows=daemon.flows,
+        default_flow=daemon.config.ivr.default_flow,
+        region=daemon.config.database.default_region,
+        on_state=report,
+        fast_intake=daemon.fast_intake,
+        phones=phones,
+        scripts=scripts,
+    )
 
 
 def routing_component(daemon: Daemon) -> Callable[[web.Application], AsyncIterator[None]]:

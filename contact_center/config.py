@@ -97,8 +97,10 @@ class AgiConfig(_Model):
 
 
 class PbxConfig(_Model):
-    # simulated: an in-process PBX for demos and tests; asterisk: real AMI + FastAGI.
-    mode: Literal["simulated", "asterisk", "off"] = "simulated"
+    # simulated: a simulated Asterisk on loopback, driven over AMI and FastAGI like a real
+    # one (the demo); asterisk: a real one; simulated-inprocess: calls that exist only in
+    # the daemon (fast; for tests and benchmarks of what lies above the PBX).
+    mode: Literal["simulated", "asterisk", "simulated-inprocess", "off"] = "simulated"
     ami: AmiConfig = AmiConfig()
     agi: AgiConfig = AgiConfig()
     # Asterisk context where inbound calls enter (the call tracker starts calls there).

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -51,7 +51,7 @@ from contact_center.events import (
     ContactUnheld,
 )
 from contact_center.intake import open_contact
-from contact_center.ivr_runner import hand_to_routing, run_flow
+from contact_center.ivr_runner import IvrOutcome, hand_to_routing, run_flow
 from contact_center.telephony import TelephonyError
 from crm_store import interactions
 from crm_store.fast_intake import SqliteIntake
@@ -90,8 +90,36 @@ class _Call:
     held: bool = False
 
 
+class PhoneControl(Protocol):
+    """Phones the daemon can work itself: only the simulated Asterisk's have this."""
+
+    def ringing(self, device: str) -> None:
+        """`device` is about to be rung for an offer."""
+
+    def answer(self, device: str) -> None:
+        """Pick up the ringing `device` (the desktop's Accept)."""
+
+
+class DirectQueueLike(Protocol):
+    """A simulated call whose IVR is already done."""
+
+    queue: str
+    priority: int
+    skills: dict[str, int]
+    ivr_path: list[str]
+    ivr_inputs: dict[str, str]
+
+
+class CallScriptLike(Protocol):
+    """What a simulated call does in its AGI session (adapters/simasterisk/controls.py)."""
+
+    flow: str | None
+    direct: DirectQueueLike | None
+    done: asyncio.Future[tuple[int, str]]
+
+
 class AsteriskPbx:
-    """The telephony port on a real Asterisk."""
+    """The telephony port on a real Asterisk (or the simulated one)."""
 
     def __init__(
         self,
@@ -105,8 +133,14 @@ class AsteriskPbx:
         on_state: Callable[[str, str, str | None], None] | None = None,
         fast_intake: SqliteIntake | None = None,
         clock: Callable[[], float] = time.time,
+        phones: PhoneControl | None = None,
+        scripts: dict[str, CallScriptLike] | None = None,
     ) -> None:
         self.fast_intake = fast_intake
+        # Both only with the simulated Asterisk: a real PBX's phones are answered by hand,
+        # and its callers choose their own way through the IVR.
+        self.phones = phones
+        self.scripts = scripts
         self.pbx = pbx
         self.bus = bus
         self.sessionmaker = sessionmaker
@@ -157,8 +191,21 @@ class AsteriskPbx:
     # --- the IVR ------------------------------------------------------------------
 
     async def _ivr_session(self, env: AgiEnvironment, channel: AgiChannel) -> None:
-        flow = self.flows.get(env.subpath or self.default_flow)
-        if flow is None:
+        script = (self.scripts or {}).get(env.get("agi_uniqueid", ""))
+        try:
+            await self._run_ivr(env, channel, script)
+        finally:
+            if script is not None and not script.done.done():
+                script.done.set_exception(
+                    TelephonyError("the IVR ended without a contact", "telephony.no_ivr")
+                )
+
+    async def _run_ivr(
+        self, env: AgiEnvironment, channel: AgiChannel, script: CallScriptLike | None
+    ) -> None:
+        name = (script.flow if script is not None else None) or env.subpath or self.default_flow
+        flow = self.flows.get(name)
+        if flow is None and (script is None or script.direct is None):
             await channel.verbose(f"no IVR flow {env.subpath!r}")
             await channel.hangup()
             return
@@ -173,14 +220,20 @@ class AsteriskPbx:
             fast=self.fast_intake,
         )
         self._link(opened.interaction_id, env.get("agi_channel", ""), env.get("agi_uniqueid", ""))
-        outcome = await run_flow(
-            flow,
-            AgiCaller(channel),
-            caller_number=caller,
-            interaction_id=opened.interaction_id,
-            sessionmaker=self.sessionmaker,
-            region=self.region,
-        )
+        if script is not None and script.direct is not None:
+            outcome = _direct_outcome(script.direct)
+        else:
+            assert flow is not None
+            outcome = await run_flow(
+                flow,
+                AgiCaller(channel),
+                caller_number=caller,
+                interaction_id=opened.interaction_id,
+                sessionmaker=self.sessionmaker,
+                region=self.region,
+            )
+        if script is not None:
+            script.done.set_result((opened.interaction_id, outcome.outcome))
         command = outcome.command
         try:
             if isinstance(command, ivr.Queue):
@@ -351,6 +404,8 @@ class AsteriskPbx:
     ) -> None:
         """Tag the caller's channel with the device, then Redirect it to the agent context."""
         call = self._call(interaction_id)
+        if self.phones is not None:
+            self.phones.ringing(device)
         await self._action(
             {"Action": "Setvar", "Channel": call.channel, "Variable": DEVICE_VAR, "Value": device}
         )
@@ -366,8 +421,13 @@ class AsteriskPbx:
         await self._redirect(call, self.pbx.agent_context, "s")
 
     async def answer_for_agent(self, interaction_id: int, device: str) -> None:
-        """Only the phone can answer a call on a real PBX."""
-        raise TelephonyError("pick up your phone to answer", "telephony.answer_on_phone")
+        """Only the phone can answer a call on a real PBX; a simulated one answers here."""
+        if self.phones is None:
+            raise TelephonyError("pick up your phone to answer", "telephony.answer_on_phone")
+        call = self._call(interaction_id)
+        if call.ringing_device is None or call.ringing_device.lower() != device.lower():
+            raise TelephonyError(f"{device} is not ringing for {interaction_id}")
+        self.phones.answer(device)
 
     async def return_to_waiting(self, interaction_id: int) -> None:
         """Back to music on hold in the holding context."""
@@ -534,6 +594,21 @@ class AsteriskPbx:
     def _state(self, component: str, state: str, error: str | None) -> None:
         if self.on_state is not None:
             self.on_state(component, state, error)
+
+
+def _direct_outcome(direct: DirectQueueLike) -> IvrOutcome:
+    """A simulated call placed straight into a queue, as if its IVR had queued it."""
+    return IvrOutcome(
+        outcome="queued",
+        command=ivr.Queue(direct.queue, dict(direct.skills), direct.priority, {}),
+        path=list(direct.ivr_path),
+        inputs=dict(direct.ivr_inputs),
+        skills=dict(direct.skills),
+        priority=direct.priority,
+        language=None,
+        customer_id=None,
+        tier=None,
+    )
 
 
 def _legs(call: _Call) -> tuple[str, str]:

@@ -61,6 +61,7 @@ class SimCall:
     ended_at: float | None = None
     cause: int | None = None
     abandoned: bool = False  # the caller gave up before talking to anyone
+    interaction_id: int | None = None  # the daemon's, once its IVR took the call
     ended: asyncio.Event = field(default_factory=asyncio.Event)
 
 
