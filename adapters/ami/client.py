@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import random
 from collections.abc import Awaitable, Callable
@@ -107,14 +108,13 @@ class AmiClient:
             port=port,
             username=username,
             secret=secret,
-            protocol_factory=CtiAmiProtocol,
+            protocol_factory=functools.partial(CtiAmiProtocol, wanted_events=wanted_events),
             ping_delay=NEVER,
             ping_interval=NEVER,
             on_login=self._logged_in,
             forgetable_actions=(),
         )
         self._manager.client = self
-        self._manager.wanted_events = wanted_events
 
     # --- life cycle ---------------------------------------------------------------
 

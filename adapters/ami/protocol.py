@@ -32,10 +32,17 @@ class CtiAmiProtocol(AMIProtocol):  # type: ignore[misc]
     version: str | None
     closed: bool
 
+    def __init__(self, *args: Any, wanted_events: frozenset[str] | None = None) -> None:
+        super().__init__(*args)
+        # Given at creation, not read from `factory`: panoramisk attaches the factory in
+        # a callback that can run after the banner was read, and a parser made then would
+        # decode every event unfiltered for the whole connection (half the speed).
+        self.wanted_events = wanted_events
+
     def data_received(self, data: bytes) -> None:
         """Frame the bytes and handle each complete message in wire order."""
         if self.parser is None:
-            self.parser = AmiParser(getattr(self.factory, "wanted_events", None))
+            self.parser = AmiParser(self.wanted_events)
         for message in self.parser.feed(data):
             if self.version is None and self.parser.banner:
                 self.version = self.parser.banner.partition("/")[2]

@@ -186,3 +186,31 @@ async def test_unreachable_asterisk_reports_and_retries() -> None:
         assert client.last_error is not None and "cannot connect" in client.last_error
     finally:
         await client.stop()
+
+
+def test_the_event_filter_holds_before_panoramisk_attaches_its_factory() -> None:
+    # Asterisk sends its banner the moment it accepts; panoramisk attaches the Manager as
+    # the protocol's factory in a callback that can run after that first read. The
+    # filter must not depend on it (it once did: every event decoded, half the speed).
+    client = AmiClient(
+        host="127.0.0.1",
+        port=5038,
+        username="cti",
+        secret="x",
+        on_event=lambda message: None,
+        wanted_events=frozenset({"Newchannel"}),
+    )
+    protocol = client._manager.config["protocol_factory"]()
+    protocol.connection_made(None)  # factory is None, as panoramisk leaves it here
+    protocol.data_received(b"Asterisk Call Manager/11.0.0\r\n")
+    seen: list[AmiMessage] = []
+
+    class Factory:
+        on_ami_event = staticmethod(seen.append)
+
+    protocol.factory = Factory()
+    protocol.data_received(
+        b"Event: VarSet\r\nChannel: PJSIP/1-1\r\nVariable: X\r\nValue: 1\r\n\r\n"
+        b"Event: Newchannel\r\nChannel: PJSIP/1-1\r\nUniqueid: 1.1\r\n\r\n"
+    )
+    assert [m.event for m in seen] == ["Newchannel"]
