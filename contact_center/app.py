@@ -7,8 +7,11 @@ code after stops it, and aiohttp stops them in reverse order.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import gc
 import logging
+import random
 import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -18,11 +21,13 @@ from typing import Any
 
 from aiohttp import web
 from pydantic import SecretStr
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from adapters.asterisk.pbx import AsteriskPbx
 from adapters.simasterisk import SimulatedAsterisk
-from adapters.simasterisk.controls import SimulatedPhones, SimulatorControls
+from adapters.simasterisk.controls import SimulatedPhones, SimulatorControls, generate_calls
+from adapters.simasterisk.traffic import TrafficModel
 from adapters.simulated.pbx import SimulatedPbx
 from contact_center.auth.ratelimit import LoginRateLimiter
 from contact_center.auth.sessions import SessionStore
@@ -62,6 +67,7 @@ from contact_center.web.routes import add_routes
 from crm_store import migrate
 from crm_store.database import describe_database, is_sqlite, make_engine, make_sessionmaker
 from crm_store.fast_intake import SqliteIntake
+from crm_store.models import ContactPoint
 from crm_store.screen_pop import ScreenPopReader
 from ivr_flows.model import Flow
 from routing.service import RoutingService
@@ -203,7 +209,12 @@ def pbx_component(daemon: Daemon) -> Callable[[web.Application], AsyncIterator[N
                 f" FastAGI port {asterisk.agi.port})",
             )
             await asterisk.ami.wait_connected(10)
+            traffic = await _simulated_traffic(daemon, sim)
             yield
+            if traffic is not None:
+                traffic.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await traffic
             await asterisk.stop()
             await sim.stop()
             return
@@ -217,6 +228,36 @@ def pbx_component(daemon: Daemon) -> Callable[[web.Application], AsyncIterator[N
         yield
 
     return ctx
+
+
+async def _simulated_traffic(daemon: Daemon, sim: SimulatedAsterisk) -> asyncio.Task[None] | None:
+    """Calls the simulated PBX places by itself (`pbx.simulator.calls_per_hour`)."""
+    settings = daemon.config.pbx.simulator
+    if settings.calls_per_hour <= 0:
+        return None
+    assert daemon.sessionmaker is not None
+    async with daemon.sessionmaker() as session:
+        numbers = list(
+            await session.scalars(
+                select(ContactPoint.value).where(ContactPoint.kind == "phone").limit(1000)
+            )
+        )
+    model = TrafficModel(
+        rate=settings.calls_per_hour / 3600,
+        known_numbers=numbers,
+        unknown_share=settings.unknown_share if numbers else 1.0,
+        menus=[dict(menu) for menu in settings.menus],
+        talk_seconds=settings.talk_seconds,
+        patience=settings.patience_seconds,
+    )
+    log.info(
+        "the simulated PBX places about %g calls an hour (%d known callers)",
+        settings.calls_per_hour,
+        len(numbers),
+    )
+    return asyncio.create_task(
+        generate_calls(sim, model, random.Random()), name="simulated-traffic"
+    )
 
 
 def _asterisk(

@@ -96,6 +96,18 @@ class AgiConfig(_Model):
     read_timeout_seconds: PositiveFloat = 30.0
 
 
+class SimulatorConfig(_Model):
+    # Calls the simulated PBX places by itself (0: only those placed from the wallboard
+    # or the API). Callers are the CRM's customers and unknown numbers.
+    calls_per_hour: Annotated[float, Field(ge=0, le=36_000)] = 0
+    unknown_share: Annotated[float, Field(ge=0, le=1)] = 0.3
+    # What callers key at the IVR's menus, in order: key -> weight.
+    menus: list[dict[str, PositiveFloat]] = [{"1": 0.3, "2": 0.6, "3": 0.1}]
+    talk_seconds: tuple[PositiveFloat, PositiveFloat] = (30.0, 180.0)
+    # Mean seconds a caller waits for an agent before hanging up (abandons).
+    patience_seconds: PositiveFloat = 120.0
+
+
 class PbxConfig(_Model):
     # simulated: a simulated Asterisk on loopback, driven over AMI and FastAGI like a real
     # one (the demo); asterisk: a real one; simulated-inprocess: calls that exist only in
@@ -108,6 +120,7 @@ class PbxConfig(_Model):
     # Asterisk context where waiting callers hear music on hold.
     holding_context: str = "cc-holding"
     agent_context: str = "cc-agents"
+    simulator: SimulatorConfig = SimulatorConfig()
 
 
 class ImapConfig(_Model):

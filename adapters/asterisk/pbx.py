@@ -404,21 +404,32 @@ class AsteriskPbx:
     ) -> None:
         """Tag the caller's channel with the device, then Redirect it to the agent context."""
         call = self._call(interaction_id)
+        # Noted before the first action: the agent may accept (or the DialEnd come back)
+        # while the actions are still on their way.
+        call.ringing_agent, call.ringing_device, call.back_in_holding = agent_id, device, False
         if self.phones is not None:
             self.phones.ringing(device)
-        await self._action(
-            {"Action": "Setvar", "Channel": call.channel, "Variable": DEVICE_VAR, "Value": device}
-        )
-        await self._action(
-            {
-                "Action": "Setvar",
-                "Channel": call.channel,
-                "Variable": RING_VAR,
-                "Value": str(max(1, int(ring_seconds))),
-            }
-        )
-        call.ringing_agent, call.ringing_device, call.back_in_holding = agent_id, device, False
-        await self._redirect(call, self.pbx.agent_context, "s")
+        try:
+            await self._action(
+                {
+                    "Action": "Setvar",
+                    "Channel": call.channel,
+                    "Variable": DEVICE_VAR,
+                    "Value": device,
+                }
+            )
+            await self._action(
+                {
+                    "Action": "Setvar",
+                    "Channel": call.channel,
+                    "Variable": RING_VAR,
+                    "Value": str(max(1, int(ring_seconds))),
+                }
+            )
+            await self._redirect(call, self.pbx.agent_context, "s")
+        except TelephonyError:
+            call.ringing_agent = call.ringing_device = None
+            raise
 
     async def answer_for_agent(self, interaction_id: int, device: str) -> None:
         """Only the phone can answer a call on a real PBX; a simulated one answers here."""

@@ -15,17 +15,21 @@ This module is what the simulator adds on top for people trying the product:
 from __future__ import annotations
 
 import asyncio
+import random
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from adapters.simasterisk.phones import PhonePolicy
+from adapters.simasterisk.phones import CALLER, PhonePolicy
 from adapters.simasterisk.simulator import SimCall, SimulatedAsterisk
+from adapters.simasterisk.traffic import TrafficModel
 from contact_center.telephony import TelephonyError
 from ivr_flows.model import Flow
 
 # An agent's phone: rings until answered from the desktop; talks until a hang-up.
 AGENT_PHONE = PhonePolicy(answer_after=None, talk_seconds=None)
-RINGING = 5  # Asterisk's channel state "Ringing"
+# The same phone, accepted before it rang: it answers as soon as the Dial reaches it.
+ANSWERED_AT_ONCE = PhonePolicy(answer_after=0.0, talk_seconds=None)
 # How long "place a call" waits for the daemon's IVR to take the call.
 IVR_WAIT_SECONDS = 30.0
 
@@ -64,17 +68,15 @@ class SimulatedPhones:
             self.sim.set_phone(device, AGENT_PHONE)
 
     def answer(self, device: str) -> None:
-        """The agent accepted at the desktop: the ringing phone picks up."""
+        """The agent accepted at the desktop: the ringing phone picks up. The screen pops
+        before the phone rings, so an agent can accept before the Dial reached the phone:
+        then it answers as soon as it rings."""
         wanted = device.lower()
         for channel in list(self.sim.model.channels.values()):
-            if channel.device.lower() == wanted and channel.state == RINGING:
+            if channel.device.lower() == wanted and channel.dialed_by and channel.state != 6:
                 self.sim.apply(self.sim.model.answer(channel.uniqueid, self.sim.clock()))
                 return
-            if channel.device.lower() == wanted and channel.dialed_by and channel.state == 0:
-                # Rung but not yet reporting 180: answering is still answering.
-                self.sim.apply(self.sim.model.answer(channel.uniqueid, self.sim.clock()))
-                return
-        raise TelephonyError(f"{device} is not ringing", "telephony.not_ringing")
+        self.sim.set_phone(device, ANSWERED_AT_ONCE)
 
 
 class SimulatorControls:
@@ -143,3 +145,29 @@ class SimulatorControls:
             if call.interaction_id == interaction_id and call.ended_at is None:
                 return call
         return None
+
+
+async def generate_calls(
+    sim: SimulatedAsterisk,
+    model: TrafficModel,
+    rng: random.Random,
+    *,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    batch: int = 100,
+) -> None:
+    """Place calls until cancelled, as `model` says: Poisson arrivals, known and unknown
+    callers, keys at the menus; once connected the caller talks for its talk time and hangs
+    up, and a caller still waiting after its patience gives up (an abandon)."""
+    while True:
+        elapsed = 0.0  # plan() gives times from the start of its batch
+        for planned in model.plan(batch, rng):
+            await sleep(planned.at - elapsed)
+            elapsed = planned.at
+            sim.place_call(
+                planned.number,
+                planned.did,
+                digits=list(planned.digits),
+                patience=planned.patience,
+                talk_seconds=planned.talk_seconds,
+                hangup_by=CALLER,
+            )
