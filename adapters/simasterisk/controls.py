@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from adapters.simasterisk import traffic
 from adapters.simasterisk.phones import CALLER, PhonePolicy
 from adapters.simasterisk.simulator import SimCall, SimulatedAsterisk
 from adapters.simasterisk.traffic import TrafficModel
@@ -159,15 +160,4 @@ async def generate_calls(
     callers, keys at the menus; once connected the caller talks for its talk time and hangs
     up, and a caller still waiting after its patience gives up (an abandon)."""
     while True:
-        elapsed = 0.0  # plan() gives times from the start of its batch
-        for planned in model.plan(batch, rng):
-            await sleep(planned.at - elapsed)
-            elapsed = planned.at
-            sim.place_call(
-                planned.number,
-                planned.did,
-                digits=list(planned.digits),
-                patience=planned.patience,
-                talk_seconds=planned.talk_seconds,
-                hangup_by=CALLER,
-            )
+        await traffic.run(sim, model.plan(batch, rng), sleep=sleep, hangup_by=CALLER)

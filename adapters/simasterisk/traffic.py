@@ -82,8 +82,10 @@ async def run(
     plan: Sequence[PlannedCall],
     *,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    hangup_by: str | None = None,
 ) -> list[SimCall]:
-    """Place the planned calls at their times; returns them as placed."""
+    """Place the planned calls at their times; returns them as placed. `hangup_by`: who
+    ends a conversation (default: the answering phone's policy says)."""
     placed: list[SimCall] = []
     elapsed = 0.0
     for planned in plan:
@@ -97,6 +99,7 @@ async def run(
                 digits=list(planned.digits),
                 patience=planned.patience,
                 talk_seconds=planned.talk_seconds,
+                hangup_by=hangup_by,
             )
         )
     return placed

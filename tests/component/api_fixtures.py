@@ -34,6 +34,17 @@ def config_for(tmp_path: Path, **sections: Any) -> Any:
     return parse_config(raw, {})
 
 
+def asterisk_config_for(tmp_path: Path, ami_port: int, **sections: Any) -> Any:
+    """`config_for` with `pbx.mode: asterisk`: AMI on 127.0.0.1:`ami_port` (a fake or the
+    simulated Asterisk), FastAGI on a free port."""
+    pbx = {
+        "mode": "asterisk",
+        "ami": {"host": "127.0.0.1", "port": ami_port, "username": "cti"},
+        "agi": {"host": "127.0.0.1", "port": 0},
+    }
+    return config_for(tmp_path, pbx=pbx, **sections)
+
+
 @dataclass
 class Api:
     """The app, its server, and a way to get logged-in clients."""

@@ -29,7 +29,7 @@ from crm_store import interactions, migrate, users
 from crm_store.actors import Actor
 from crm_store.database import make_engine, make_sessionmaker
 from routing.router import RoutingError
-from tests.component.api_fixtures import config_for
+from tests.component.api_fixtures import asterisk_config_for
 from tests.fakes.ami_replay import TRACES, ReplayServer, Scenario
 
 CALLER = "Local/5551004@simcaller-00000007;1"
@@ -74,13 +74,9 @@ async def delivery(tmp_path: Path, marker: bytes) -> AsyncIterator[Delivery]:
     """The daemon on e1 cut at `marker`: the call is adopted, offered and rung."""
     scenario, rest = cut_after_redirect(marker)
     ami = await ReplayServer(scenario, answer_unknown=True).start()
-    config = config_for(
+    config = asterisk_config_for(
         tmp_path,
-        pbx={
-            "mode": "asterisk",
-            "ami": {"host": "127.0.0.1", "port": ami.port, "username": "cti"},
-            "agi": {"host": "127.0.0.1", "port": 0},
-        },
+        ami.port,
         # A long offer timeout: whatever moves the offer on here comes from Asterisk.
         queues=[
             {"name": name, "channels": ["voice"], "offer_timeout_seconds": 60}
@@ -263,13 +259,9 @@ async def test_click_to_dial_is_followed_from_the_agents_phone_to_the_end(
     ami = await ReplayServer(
         Scenario.load("e1_hold_redirect_to_agent"), answer_unknown=True
     ).start()
-    config = config_for(
+    config = asterisk_config_for(
         tmp_path,
-        pbx={
-            "mode": "asterisk",
-            "ami": {"host": "127.0.0.1", "port": ami.port, "username": "cti"},
-            "agi": {"host": "127.0.0.1", "port": 0},
-        },
+        ami.port,
     )
     app = make_app(config)
     server = TestServer(app)

@@ -13,7 +13,7 @@ from aiohttp.test_utils import TestServer
 from contact_center.app import make_app
 from contact_center.keys import DAEMON
 from crm_store import users
-from tests.component.api_fixtures import config_for
+from tests.component.api_fixtures import asterisk_config_for
 from tests.fakes.ami_replay import ReplayServer, Scenario
 
 TRACES = Path(__file__).resolve().parents[1] / "fixtures" / "asterisk-traces"
@@ -60,13 +60,9 @@ async def test_ivr_over_fastagi_then_ring_through_ami(tmp_path: Path, fast_hashe
     ami = await ReplayServer(
         Scenario.load("e1_hold_redirect_to_agent"), answer_unknown=True
     ).start()
-    config = config_for(
+    config = asterisk_config_for(
         tmp_path,
-        pbx={
-            "mode": "asterisk",
-            "ami": {"host": "127.0.0.1", "port": ami.port, "username": "cti"},
-            "agi": {"host": "127.0.0.1", "port": 0},
-        },
+        ami.port,
         ivr={"flows_dir": str(flows), "default_flow": "main"},
     )
     app = make_app(config)
@@ -145,13 +141,9 @@ async def test_after_a_restart_waiting_calls_are_queued_again_and_gone_ones_clos
     ami = await ReplayServer(
         Scenario.load("e1_hold_redirect_to_agent"), answer_unknown=True
     ).start()
-    config = config_for(
+    config = asterisk_config_for(
         tmp_path,
-        pbx={
-            "mode": "asterisk",
-            "ami": {"host": "127.0.0.1", "port": ami.port, "username": "cti"},
-            "agi": {"host": "127.0.0.1", "port": 0},
-        },
+        ami.port,
     )
     # What the previous run left: a caller waiting in the holding context (the channel
     # CoreShowChannels lists in e1), and a call that hung up while the daemon was down.
@@ -213,13 +205,9 @@ async def test_unanswered_ring_sends_the_caller_back_to_wait(
     ami = await ReplayServer(
         Scenario.load("e1_hold_redirect_to_agent"), answer_unknown=True
     ).start()
-    config = config_for(
+    config = asterisk_config_for(
         tmp_path,
-        pbx={
-            "mode": "asterisk",
-            "ami": {"host": "127.0.0.1", "port": ami.port, "username": "cti"},
-            "agi": {"host": "127.0.0.1", "port": 0},
-        },
+        ami.port,
         ivr={"flows_dir": str(flows), "default_flow": "main"},
         queues=[
             {
