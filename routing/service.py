@@ -712,7 +712,7 @@ class RoutingService:
         now = self.clock()
         agent_id = info.agent_id
         await self.on_ended(ContactEnded(info.interaction_id, now, f"transferred to queue {queue}"))
-        self._persist(info.interaction_id, ended_at=None)
+        self._persist(info.interaction_id, ended_at=None, queue=queue)
         self.bus.publish(
             ContactQueued(
                 interaction_id=info.interaction_id,

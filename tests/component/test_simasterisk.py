@@ -433,3 +433,41 @@ async def test_a_blind_transfer_releases_the_agent_and_ends_their_part(
         assert (stored.answered_at, stored.ended_at) == (answered_at, ended_at)
         assert stored.agent_id == rig.agent_id
         _no_live_calls(rig)
+
+
+async def test_a_transfer_to_a_queue_rings_the_next_agent_on_the_same_call(
+    tmp_path: Path, fast_hasher: None
+) -> None:
+    async with daemon_with_simulator(
+        tmp_path, PhonePolicy(answer_after=0.2, talk_seconds=None)
+    ) as rig:
+        async with rig.daemon.sessionmaker.begin() as db:
+            bob = await users.create_user(
+                db,
+                username="bob",
+                role="agent",
+                password="agent-pass-1",
+                skills={"billing": 7},
+                device="PJSIP/1002",
+            )
+        rig.sim.set_phone("PJSIP/1002", PhonePolicy(answer_after=0.2, talk_seconds=0.5))
+        routing = rig.daemon.routing
+        await routing.sync_user(bob.id)
+        await routing.set_status(bob.id, "ready", None, actor=Actor(bob.id, "bob", "agent"))
+        call = rig.sim.place_call("5551017", "5000", digits=["2"])
+        await eventually(lambda: any(c.state == "talking" for c in routing.contacts.values()))
+        info = next(c for c in routing.contacts.values() if c.state == "talking")
+        assert info.agent_id == rig.agent_id
+        await routing.call_action(rig.agent_id, info.interaction_id, "transfer", "billing")
+        # Same caller, same interaction: now Bob's, answered on his phone.
+        await eventually(
+            lambda: (c := routing.contacts.get(info.interaction_id)) is not None
+            and c.agent_id == bob.id
+            and c.state == "talking"
+        )
+        assert call.device == "PJSIP/1002"
+        await asyncio.wait_for(call.ended.wait(), 10)
+        stored = await rig.interaction(call)
+        assert stored.agent_id == bob.id and stored.queue == "billing"
+        assert stored.ended_at is not None
+        _no_live_calls(rig)
