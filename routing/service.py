@@ -893,7 +893,12 @@ class RoutingService:
             pop = await self.screen_pops.by_phone(info.address)
         else:
             pop = await self.screen_pops.by_phone("")
-        return pop.to_json()
+        data = pop.to_json()
+        # The timeline is the customer's past: not the contact being offered.
+        data["interactions"] = [
+            i for i in data.get("interactions", []) if i.get("id") != info.interaction_id
+        ]
+        return data
 
     async def _tier_priority(self, customer_id: int) -> int:
         from crm_store.models import Customer

@@ -62,6 +62,8 @@ async def test_a_call_through_the_ivr_rings_the_agent_accept_answers_it_over_ami
         offer = await until(ws, "offer")
         assert offer["interaction_id"] == interaction_id
         assert offer["pop"]["customer"]["name"] == "Zoë Martin"
+        # The timeline is the customer's past, not the call being offered.
+        assert interaction_id not in [i["id"] for i in offer["pop"]["interactions"]]
         # The call reached the daemon as a real one would: a Uniqueid from the PBX.
         call = daemon.telephony.calls[interaction_id]
         assert call.channel.startswith("PJSIP/trunk-")
