@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 
 from contact_center.config import Config, load_config
-from contact_center.errors import CommandError, ConfigError
+from contact_center.errors import CommandError, ConfigError, ListenError
 from crm_store.errors import StoreError
 
 if TYPE_CHECKING:
@@ -137,7 +137,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     _run_db(config, migrate.current_revision(config.database.url))
     try:
         return asyncio.run(serve(config))
-    except (DatabaseBehind, FlowError) as exc:
+    except (DatabaseBehind, FlowError, ListenError) as exc:
         _err(str(exc))
         return 1
     except OSError as exc:

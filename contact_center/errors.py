@@ -27,3 +27,9 @@ class CommandError(ContactCenterError):
     """A CLI command cannot proceed (bad argument value, unreadable file)."""
 
     error_id = "cli.error"
+
+
+class ListenError(ContactCenterError):
+    """A listening socket other than the web server's cannot be opened (FastAGI)."""
+
+    error_id = "listen.failed"

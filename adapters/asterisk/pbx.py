@@ -41,6 +41,7 @@ from adapters.ami.framing import AmiMessage
 from adapters.asterisk.ivr import AgiCaller
 from contact_center.bus import EventBus
 from contact_center.config import PbxConfig
+from contact_center.errors import ListenError
 from contact_center.events import (
     ContactAnswered,
     ContactEnded,
@@ -178,7 +179,13 @@ class AsteriskPbx:
 
     async def start(self) -> None:
         """Listen for FastAGI and connect to AMI (in the background)."""
-        await self.agi.start()
+        try:
+            await self.agi.start()
+        except OSError as exc:
+            raise ListenError(
+                f"FastAGI cannot listen on {self.pbx.agi.host}:{self.pbx.agi.port}"
+                f" (pbx.agi): {exc.strerror or exc}"
+            ) from None
         self._state("agi", "up", None)
         await self.ami.start()
 

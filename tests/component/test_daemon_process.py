@@ -99,6 +99,31 @@ def test_run_with_invalid_config_exits_1_and_explains(
     assert 'queues[0].sla_seconds: expected a positive integer, got "abc"' in result.stderr
 
 
+def test_run_names_the_fastagi_port_when_it_is_in_use(
+    daemon_env: tuple[dict[str, str], int], tmp_path: Path
+) -> None:
+    env, _port = daemon_env
+    with socket.socket() as blocker:
+        blocker.bind(("127.0.0.1", 0))
+        blocker.listen()
+        agi_port = blocker.getsockname()[1]
+        config = tmp_path / "asterisk.yaml"
+        config.write_text(
+            (REPO / "config.yaml").read_text().replace("port: 4573", f"port: {agi_port}")
+        )
+        result = subprocess.run(
+            cli("run", "-c", str(config)),
+            cwd=REPO,
+            env={**env, "CC_PBX": "asterisk"},
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+    assert result.returncode == 1
+    assert f"FastAGI cannot listen on 127.0.0.1:{agi_port} (pbx.agi)" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def test_run_reports_port_in_use(daemon_env: tuple[dict[str, str], int]) -> None:
     env, port = daemon_env
     with socket.socket() as blocker:
