@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
+from contact_center.telephony import TelephonyError
 from crm_store.errors import (
     Conflict,
     IllegalTransition,
@@ -90,6 +91,9 @@ async def error_middleware(
         status = next((s for cls, s in _STORE_STATUS.items() if isinstance(exc, cls)), 400)
         return error_response(status, exc.error_id, exc.message)
     except RoutingError as exc:
+        return error_response(409, exc.error_id, exc.message)
+    except TelephonyError as exc:
+        # The PBX refused or the call is gone: the request cannot be done now.
         return error_response(409, exc.error_id, exc.message)
     except web.HTTPException as exc:
         if not _wants_json(request) or exc.status < 400:

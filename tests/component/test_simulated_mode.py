@@ -115,7 +115,8 @@ async def test_straight_into_a_queue_and_the_caller_hangs_up_while_waiting(
     assert stored is not None and stored.ended_at is not None and stored.answered_at is None
     # A hang-up for a call that is gone is a clear error, not a crash.
     again = await supervisor.post(f"/api/v1/simulator/calls/{interaction_id}/hangup")
-    assert again.status >= 400
+    assert again.status == 409, await again.text()
+    assert (await again.json())["error"]["id"] == "telephony.no_call"
 
 
 async def test_the_simulator_places_calls_by_itself_when_configured(
