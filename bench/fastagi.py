@@ -79,7 +79,7 @@ sys.path.insert(0, str(ROOT))
 
 from adapters.agi import AgiChannel, AgiEnvironment, FastAgiServer  # noqa: E402
 from adapters.asterisk.ivr import AgiCaller  # noqa: E402
-from adapters.asterisk.pbx import INTERACTION_VAR, AsteriskPbx  # noqa: E402
+from adapters.asterisk.pbx import INTERACTION_VAR  # noqa: E402
 from contact_center.config import PbxConfig  # noqa: E402
 from contact_center.ivr_runner import MAX_COMMANDS, CallerGone  # noqa: E402
 from ivr_flows import interpreter as ivr  # noqa: E402
@@ -275,7 +275,7 @@ async def _asterisk(port: int, sessions: int, conn: Connection) -> None:
 
 @dataclass
 class IvrService:
-    """The `ivr` route: AsteriskPbx._ivr_session without the store."""
+    """The `ivr` route: what AsteriskPbx._ivr_session does, without the store."""
 
     flow: Flow
     queued: Counter[str] = field(default_factory=Counter)
@@ -297,7 +297,7 @@ class IvrService:
             command = ivr.advance(self.flow, session, result, FLOW_NOW)
         if isinstance(command, ivr.Queue):
             await channel.set_variable(INTERACTION_VAR, str(interaction_id))
-            await AsteriskPbx._continue_at(channel, HOLDING_CONTEXT, "s")
+            await channel.continue_at(HOLDING_CONTEXT, "s")
             self.queued[command.queue] += 1
         else:
             self.other_outcomes[session.outcome or "none"] += 1

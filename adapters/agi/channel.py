@@ -259,6 +259,12 @@ class AgiChannel:
         """Where the dialplan continues after the AGI: priority number or label."""
         await self._ok(codec.set_priority(priority), reply_timeout=reply_timeout)
 
+    async def continue_at(self, context: str, extension: str, priority: int = 1) -> None:
+        """Where the dialplan goes when the AGI returns: no second connection needed."""
+        await self.set_context(context)
+        await self.set_extension(extension)
+        await self.set_priority(priority)
+
     async def hangup(self, *, reply_timeout: float | None = None) -> None:
         """Hang the caller up and close the connection (never raises CallerHungUp).
 

@@ -245,7 +245,7 @@ class AsteriskPbx:
         try:
             if isinstance(command, ivr.Queue):
                 await channel.set_variable(INTERACTION_VAR, str(opened.interaction_id))
-                await self._continue_at(channel, self.pbx.holding_context, "s")
+                await channel.continue_at(self.pbx.holding_context, "s")
                 await hand_to_routing(
                     self.bus,
                     self.sessionmaker,
@@ -267,20 +267,13 @@ class AsteriskPbx:
                     end_cause=f"ivr: {outcome.outcome}",
                 )
             if isinstance(command, ivr.Transfer):
-                await self._continue_at(channel, TRANSFER_CONTEXT, command.extension)
+                await channel.continue_at(TRANSFER_CONTEXT, command.extension)
             elif isinstance(command, ivr.Voicemail):
-                await self._continue_at(channel, VOICEMAIL_CONTEXT, command.mailbox)
+                await channel.continue_at(VOICEMAIL_CONTEXT, command.mailbox)
             elif outcome.outcome != "caller_hangup":
                 await channel.hangup()
         except AgiError as exc:
             log.warning("IVR of interaction %s ended early: %s", opened.interaction_id, exc)
-
-    @staticmethod
-    async def _continue_at(channel: AgiChannel, context: str, extension: str) -> None:
-        # Where the dialplan goes when the AGI returns: no second connection needed.
-        await channel.set_context(context)
-        await channel.set_extension(extension)
-        await channel.set_priority(1)
 
     # --- AMI events -----------------------------------------------------------------
 
