@@ -15,6 +15,7 @@ from contact_center.keys import DAEMON
 from crm_store import customers
 from crm_store.models import Interaction
 from tests.component.api_fixtures import Api, start_api
+from tests.component.test_asterisk_mode import FLOW
 from tests.component.test_routing_flow import request, until
 
 
@@ -27,8 +28,16 @@ async def eventually(check: Callable[[], Any], within: float = 10.0) -> None:
 
 
 async def simulated(tmp_path: Path, server: Any, client: Any, **simulator: Any) -> Api:
+    # A flow without the bundled one's opening hours: the tests run at any time of day.
+    flows = tmp_path / "flows"
+    flows.mkdir()
+    (flows / "main.yaml").write_text(FLOW)
     api = await start_api(
-        tmp_path, server, client, pbx={"mode": "simulated", "simulator": simulator}
+        tmp_path,
+        server,
+        client,
+        pbx={"mode": "simulated", "simulator": simulator},
+        ivr={"flows_dir": str(flows), "default_flow": "main"},
     )
     sessionmaker = api.app[DAEMON].sessionmaker
     async with sessionmaker.begin() as db:
