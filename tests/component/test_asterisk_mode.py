@@ -13,24 +13,10 @@ from aiohttp.test_utils import TestServer
 from contact_center.app import make_app
 from contact_center.keys import DAEMON
 from crm_store import users
-from tests.component.api_fixtures import asterisk_config_for
+from tests.component.api_fixtures import FLOW, asterisk_config_for
 from tests.fakes.ami_replay import ReplayServer, Scenario
 
 TRACES = Path(__file__).resolve().parents[1] / "fixtures" / "asterisk-traces"
-FLOW = """name: main
-start: welcome
-steps:
-  welcome: {type: play, prompt: welcome.wav, next: menu}
-  menu:
-    type: menu
-    prompt: menu.wav
-    choices: {"1": billing, "2": support}
-    retries: 1
-    invalid: support
-    timeout: support
-  billing: {type: queue, queue: billing}
-  support: {type: queue, queue: support}
-"""
 
 
 def environment() -> bytes:

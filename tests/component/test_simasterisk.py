@@ -22,22 +22,7 @@ from contact_center.keys import DAEMON
 from crm_store import users
 from crm_store.actors import Actor
 from crm_store.models import Interaction
-from tests.component.api_fixtures import config_for
-
-FLOW = """name: main
-start: welcome
-steps:
-  welcome: {type: play, prompt: welcome.wav, next: menu}
-  menu:
-    type: menu
-    prompt: menu.wav
-    choices: {"1": billing, "2": support}
-    retries: 1
-    invalid: support
-    timeout: support
-  billing: {type: queue, queue: billing}
-  support: {type: queue, queue: support}
-"""
+from tests.component.api_fixtures import FLOW, config_for
 
 
 async def eventually(check: Callable[[], bool], within: float = 10.0) -> None:
@@ -461,9 +446,11 @@ async def test_a_transfer_to_a_queue_rings_the_next_agent_on_the_same_call(
         await routing.call_action(rig.agent_id, info.interaction_id, "transfer", "billing")
         # Same caller, same interaction: now Bob's, answered on his phone.
         await eventually(
-            lambda: (c := routing.contacts.get(info.interaction_id)) is not None
-            and c.agent_id == bob.id
-            and c.state == "talking"
+            lambda: (
+                (c := routing.contacts.get(info.interaction_id)) is not None
+                and c.agent_id == bob.id
+                and c.state == "talking"
+            )
         )
         assert call.device == "PJSIP/1002"
         await asyncio.wait_for(call.ended.wait(), 10)

@@ -14,8 +14,7 @@ from sqlalchemy import select
 from contact_center.keys import DAEMON
 from crm_store import customers
 from crm_store.models import Interaction
-from tests.component.api_fixtures import Api, start_api
-from tests.component.test_asterisk_mode import FLOW
+from tests.component.api_fixtures import FLOW, Api, start_api
 from tests.component.test_routing_flow import request, until
 
 
