@@ -95,4 +95,14 @@ def test_unknown_caller_is_created_from_the_pop(browser: Any, daemon: RunningDae
     assert "+447700900999" in desk.inner_text("#pop-contacts")
     screenshot(desk, "desktop-unknown-caller-created")
     desk.context.close()
+
+    # Through the IVR from the same card: the row says how the call left it (queued in
+    # opening hours, voicemail outside them: the bundled flow keeps London's hours).
+    board.select_option("#sim-queue", "")
+    board.fill("#sim-caller", "+44 7700 900998")
+    board.fill("#sim-inputs", "2")
+    board.click("#sim-call")
+    board.wait_for_selector("#sim-calls tr:has-text('IVR: ')")
+    outcome = board.inner_text("#sim-calls tr:last-child td:nth-child(3)")
+    assert outcome in ("IVR: queued", "IVR: voicemail"), outcome
     board.context.close()

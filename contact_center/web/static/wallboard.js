@@ -96,26 +96,32 @@ function renderAgents() {
 
 async function setupSimulator() {
   const settings = await call("GET", "/api/v1/settings");
-  if (settings.pbx_mode !== "simulated") return;
+  if (!settings.pbx_mode.startsWith("simulated")) return;
   $("simulator").classList.remove("hidden");
+  // First choice: the caller goes through the IVR, pressing the keys typed beside it.
+  $("sim-queue").append(el("option", { value: "" }, "through the IVR"));
   for (const q of settings.queues.filter((q) => q.channels.includes("voice"))) {
     $("sim-queue").append(el("option", { value: q.name }, q.name));
   }
   $("sim-form").addEventListener("submit", async (event) => {
     event.preventDefault();
     $("sim-error").textContent = "";
+    const queue = $("sim-queue").value;
+    const parts = $("sim-inputs").value.split(",").map((s) => s.trim()).filter(Boolean);
     const inputs = {};
-    for (const pair of $("sim-inputs").value.split(",").map((s) => s.trim()).filter(Boolean)) {
+    for (const pair of parts) {
       const [key, ...rest] = pair.split("=");
       inputs[key.trim()] = rest.join("=").trim();
     }
+    const body = queue
+      ? { caller: $("sim-caller").value, queue,
+          ivr_path: Object.keys(inputs).length ? ["welcome", "collect"] : ["welcome"], ivr_inputs: inputs }
+      : { caller: $("sim-caller").value, keys: parts };
     try {
-      const placed = await call("POST", "/api/v1/simulator/calls", {
-        caller: $("sim-caller").value, queue: $("sim-queue").value,
-        ivr_path: Object.keys(inputs).length ? ["welcome", "collect"] : ["welcome"], ivr_inputs: inputs,
-      });
+      const placed = await call("POST", "/api/v1/simulator/calls", body);
+      const where = queue || `IVR: ${placed.ivr_outcome}`;
       const row = el("tr", { "data-call": placed.interaction_id }, el("td", {}, `#${placed.interaction_id}`),
-        el("td", {}, $("sim-caller").value), el("td", {}, $("sim-queue").value),
+        el("td", {}, $("sim-caller").value), el("td", {}, where),
         el("td", {}, el("button", { onclick: async () => {
           await call("POST", `/api/v1/simulator/calls/${placed.interaction_id}/hangup`).catch((e) => { $("sim-error").textContent = e.message; });
           row.remove();
