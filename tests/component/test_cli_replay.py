@@ -10,42 +10,18 @@ import hashlib
 import json
 import os
 import shutil
-import subprocess
-import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from tests.component.test_cli import Cli, Result
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIG = str(REPO / "config.yaml")
 TRACES = REPO / "tests" / "fixtures" / "asterisk-traces"
 B_TRACE = TRACES / "b_queue_answered.ami.txt"
 B_CALL = "1795327436.0"
-
-Result = subprocess.CompletedProcess[str]
-
-
-@dataclass
-class Cli:
-    """Runs the CLI in a scratch folder; every call asserts that no traceback leaked."""
-
-    env: dict[str, str]
-    tmp: Path
-
-    def __call__(self, *args: str, stdin: str | None = None, **env: str) -> Result:
-        result = subprocess.run(
-            [sys.executable, "-m", "contact_center.cli", *args],
-            cwd=self.tmp,
-            env={**self.env, **env},
-            input=stdin,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        assert "Traceback" not in result.stderr, result.stderr
-        return result
 
 
 @pytest.fixture(scope="module")
