@@ -21,7 +21,7 @@ from typing import Any
 from panoramisk import Manager
 from panoramisk.message import Message
 
-from adapters.ami.framing import AmiMessage
+from adapters.ami.framing import AmiMessage, UnsafeAmiAction
 from adapters.ami.protocol import AmiConnectionLost, CtiAmiProtocol
 
 log = logging.getLogger(__name__)
@@ -35,6 +35,10 @@ class AmiError(Exception):
 
 class AmiNotConnected(AmiError):
     """Asterisk is not connected right now; nothing was sent."""
+
+
+class AmiActionRefused(AmiError):
+    """The action held a line break or NUL (an injection attempt); nothing was sent."""
 
 
 class AmiTimeout(AmiError):
@@ -156,13 +160,18 @@ class AmiClient:
     ) -> Any:
         """Send an action and wait for its reply (a list for EventList actions).
 
-        Raises AmiNotConnected (nothing sent), AmiTimeout (sent, no reply: it may have
-        run; never retried here), or AmiError for a lost connection or an Error reply.
+        Raises AmiActionRefused or AmiNotConnected (nothing sent), AmiTimeout (sent, no
+        reply: it may have run; never retried here), or AmiError for a lost connection or
+        an Error reply.
         """
         protocol = self._manager.protocol
         if not self.connected or protocol is None or protocol.closed:
             raise AmiNotConnected(f"not connected to Asterisk at {self.host}:{self.port}")
-        future = self._manager.send_action(dict(action), as_list=as_list or None)
+        try:
+            future = self._manager.send_action(dict(action), as_list=as_list or None)
+        except UnsafeAmiAction as exc:
+            log.warning("refused to send an AMI %s action: %s", action.get("Action"), exc)
+            raise AmiActionRefused(str(exc)) from None
         limit = self.action_timeout if reply_within is None else reply_within
         try:
             async with asyncio.timeout(limit):

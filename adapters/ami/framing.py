@@ -10,6 +10,7 @@ and dropped before any decoding: a busy PBX sends mostly VarSet, CEL and RTCP.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 
 _END = b"\r\n\r\n"
 _EVENT = b"Event: "
@@ -213,13 +214,32 @@ def _pairs(lines: list[str]) -> list[tuple[str, str]]:
     return pairs
 
 
-def encode_action(action: dict[str, str | list[str]]) -> bytes:
-    """An action as bytes; refuses CR/LF in values (they would inject another header)."""
+class UnsafeAmiAction(ValueError):
+    """An action key or value that would break out of its header line; nothing was sent."""
+
+
+# A key is one header name; a value is anything on one line. CR or LF would end the
+# header (and a blank line the action) early, so the rest would be read by Asterisk as
+# headers or a second action of the sender's choosing; NUL ends a C string early.
+_KEY = re.compile(r"[A-Za-z0-9_\-]{1,64}")
+_LINE_BREAKERS = ("\r", "\n", "\0")
+
+
+def encode_action(action: Mapping[str, object]) -> bytes:
+    """An action as wire bytes; raises UnsafeAmiAction rather than let input inject headers.
+
+    Every action this daemon sends goes through here (`CtiAmiProtocol.send`), login
+    included. A list value repeats its key (one `Variable:` line each).
+    """
     lines = []
     for key, value in action.items():
-        for item in value if isinstance(value, list) else [value]:
+        if not isinstance(key, str) or not _KEY.fullmatch(key):
+            raise UnsafeAmiAction(f"AMI header name {str(key)[:40]!r} is not a plain name")
+        for item in value if isinstance(value, list | tuple) else [value]:
             text = str(item)
-            if "\r" in text or "\n" in text or "\r" in key or "\n" in key:
-                raise ValueError(f"AMI header {key!r} contains a line break")
+            if any(c in text for c in _LINE_BREAKERS):
+                raise UnsafeAmiAction(
+                    f"AMI header {key!r} contains a line break or NUL: {text[:40]!r}"
+                )
             lines.append(f"{key}: {text}")
     return ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8")

@@ -1,11 +1,13 @@
 """panoramisk's AMI protocol with our framing, wire-order events and no replays.
 
-Three defects of panoramisk 1.4 are fixed here, keeping its connection and action
+Four defects of panoramisk 1.4 are fixed here, keeping its connection and action
 bookkeeping: (1) it decodes every TCP chunk on its own with errors="ignore", losing a
 UTF-8 character split between reads; (2) it runs async event callbacks as tasks, so
 handlers can see events out of wire order; (3) on a lost connection it queues unanswered
 actions and sends them again after the reconnect, which would ring a phone twice or
-transfer a call that already moved. Here unanswered actions fail with a clear error.
+transfer a call that already moved. Here unanswered actions fail with a clear error;
+(4) it writes `str(action)`, so a CR/LF in a value injects headers or whole actions: every
+action goes through `encode_action`, which refuses them.
 """
 
 from __future__ import annotations
@@ -13,10 +15,11 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from panoramisk import actions
 from panoramisk.ami_protocol import AMIProtocol
 from panoramisk.message import Message
 
-from adapters.ami.framing import AmiMessage, AmiParser
+from adapters.ami.framing import AmiMessage, AmiParser, encode_action
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +41,23 @@ class CtiAmiProtocol(AMIProtocol):  # type: ignore[misc]
         # a callback that can run after the banner was read, and a parser made then would
         # decode every event unfiltered for the whole connection (half the speed).
         self.wanted_events = wanted_events
+
+    def send(self, data: Any, as_list: bool | None = False) -> Any:
+        """Send an action through our encoder; UnsafeAmiAction before anything is written.
+
+        panoramisk writes `str(action)`, which passes CR/LF in a value straight to the
+        socket: a transfer target could then carry a second action of its own.
+        """
+        if not isinstance(data, actions.Action):
+            klass = actions.Command if "Command" in data else actions.Action
+            data = klass(data, as_list=as_list)
+        wire = encode_action(data)  # raises before the action is registered or sent
+        data.as_list = as_list
+        self.responses[data.id] = data
+        if data.action_id:
+            self.responses[data.action_id] = data
+        self.transport.write(wire)
+        return data.future
 
     def data_received(self, data: bytes) -> None:
         """Frame the bytes and handle each complete message in wire order."""

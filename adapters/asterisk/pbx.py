@@ -28,7 +28,7 @@ from adapters.agi.channel import AgiChannel, AgiError
 from adapters.agi.codec import AgiEnvironment
 from adapters.agi.server import FastAgiServer
 from adapters.ami.calls import TRACKED_EVENTS, CallTracker, TrackerConfig
-from adapters.ami.client import AmiClient, AmiError
+from adapters.ami.client import AmiActionRefused, AmiClient, AmiError
 from adapters.ami.events import (
     AgentNotAnswered,
     CallAnswered,
@@ -59,6 +59,8 @@ from crm_store.fast_intake import SqliteIntake
 from crm_store.models import Interaction
 from ivr_flows import interpreter as ivr
 from ivr_flows.model import Flow
+from routing.dialing import device_name, dial_string
+from routing.router import RoutingError
 
 log = logging.getLogger(__name__)
 
@@ -404,6 +406,7 @@ class AsteriskPbx:
     ) -> None:
         """Tag the caller's channel with the device, then Redirect it to the agent context."""
         call = self._call(interaction_id)
+        _checked(device_name, device)  # it becomes the argument of the agent context's Dial
         # Noted before the first action: the agent may accept (or the DialEnd come back)
         # while the actions are still on their way.
         call.ringing_agent, call.ringing_device, call.back_in_holding = agent_id, device, False
@@ -497,6 +500,7 @@ class AsteriskPbx:
 
     async def transfer(self, interaction_id: int, target: str) -> None:
         """Blind transfer: the caller's channel goes to the extension."""
+        target = _checked(dial_string, target)
         call = self._call(interaction_id)
         await self._redirect(call, TRANSFER_CONTEXT, target)
         # The caller has left the contact center (a Redirect raises no BlindTransfer):
@@ -512,6 +516,7 @@ class AsteriskPbx:
         The agent's leg gets a Uniqueid of our choosing (ChannelId) and the CTI tag, so
         the tracker follows it as a call from its first event and its answer and end
         reach the interaction like an inbound call's."""
+        device, number = _checked(device_name, device), _checked(dial_string, number)
         uniqueid = f"cc-dial-{interaction_id}"
         self._link(interaction_id, device, uniqueid)
         call = self.calls[interaction_id]
@@ -540,6 +545,9 @@ class AsteriskPbx:
     async def spy(self, supervisor_device: str, agent_device: str, mode: str) -> None:
         """ChanSpy on the agent's device from the supervisor's phone."""
         options = {"listen": "q", "whisper": "qw", "barge": "qB"}[mode]
+        # The agent's device is ChanSpy's first argument: a `,` there would add options.
+        supervisor_device = _checked(device_name, supervisor_device)
+        agent_device = _checked(device_name, agent_device)
         await self._action(
             {
                 "Action": "Originate",
@@ -599,12 +607,22 @@ class AsteriskPbx:
     async def _action(self, action: dict[str, Any]) -> Any:
         try:
             return await self.ami.send(action)
+        except AmiActionRefused as exc:
+            raise TelephonyError(str(exc), "telephony.unsafe_input") from None
         except AmiError as exc:
             raise TelephonyError(str(exc)) from None
 
     def _state(self, component: str, state: str, error: str | None) -> None:
         if self.on_state is not None:
             self.on_state(component, state, error)
+
+
+def _checked(check: Callable[[str], str], value: str) -> str:
+    """`check(value)`, with its RoutingError as the port's TelephonyError."""
+    try:
+        return check(value)
+    except RoutingError as exc:
+        raise TelephonyError(exc.message, exc.error_id) from None
 
 
 def _direct_outcome(direct: DirectQueueLike) -> IvrOutcome:

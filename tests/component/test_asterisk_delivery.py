@@ -47,6 +47,7 @@ class Delivery:
     interaction_id: int
     agent_id: int
     rest: bytes  # what Asterisk sent after the cut, to push when the test wants it
+    daemon_server: TestServer | None = None  # the daemon's HTTP side, for browser-like tests
 
     def actions(self, name: str) -> list[str]:
         return [b for b in self.ami.received_blocks if b.startswith(f"Action: {name}\r\n")]
@@ -108,7 +109,7 @@ async def delivery(tmp_path: Path, marker: bytes) -> AsyncIterator[Delivery]:
     await server.start_server()
     try:
         daemon = app[DAEMON]
-        found = Delivery(daemon, ami, waiting.id, agent.id, rest)
+        found = Delivery(daemon, ami, waiting.id, agent.id, rest, server)
         await wait_for(lambda: waiting.id in daemon.routing.contacts, "the call to be adopted")
         await daemon.routing.set_status(
             agent.id, "ready", None, actor=Actor(agent.id, "bob", "agent")
