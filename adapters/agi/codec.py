@@ -147,6 +147,10 @@ def build_environment(pairs: Iterable[tuple[str, str]]) -> AgiEnvironment:
     variables: dict[str, str] = {}
     numbered: dict[int, str] = {}
     for key, value in pairs:
+        # Asterisk writes values such as the caller ID unescaped: one holding a line feed
+        # could add an `agi_channel:` line of the caller's choosing after the real one.
+        if key in variables:
+            raise AgiProtocolError(f"environment key agi_{key} given twice")
         variables[key] = value
         if key.startswith("arg_") and key[4:].isdigit():
             numbered[int(key[4:])] = value

@@ -106,6 +106,17 @@ def test_environment_without_blank_line_is_refused() -> None:
         codec.parse_environment("agi_network: yes\nagi_network_script: ivr\n")
 
 
+def test_a_caller_id_carrying_a_second_agi_channel_line_is_refused() -> None:
+    # Asterisk writes `agi_callerid: %s` unescaped: a line feed in the caller ID would
+    # otherwise replace the channel the daemon later redirects ("last one wins").
+    block = (
+        "agi_network: yes\nagi_channel: PJSIP/trunk-00000001\n"
+        "agi_callerid: 5551234\nagi_channel: PJSIP/victim-00000002\n\n"
+    )
+    with pytest.raises(AgiProtocolError, match="agi_channel given twice"):
+        codec.parse_environment(block)
+
+
 # --- replies --------------------------------------------------------------------------
 
 
