@@ -1,17 +1,25 @@
 """API errors as JSON with a stable id: `{"error": {"id": ..., "message": ...}}`.
 
-Store errors are translated here, at the boundary, so handlers stay straight-line.
+Store errors are translated here, at the boundary, so handlers stay straight-line. So are
+database outages (503 `database.unavailable` with `Retry-After`), and so is untrusted JSON:
+`parse_json` bounds its size, depth and numbers before any handler sees it.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Awaitable, Callable
+import math
+import re
+import sqlite3
+import time
+import traceback
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, TypeVar
 
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
+from sqlalchemy import exc as sa_exc
 
 from contact_center.telephony import TelephonyError
 from crm_store.errors import (
@@ -36,6 +44,28 @@ _STORE_STATUS: dict[type[StoreError], int] = {
     PermissionDenied: 403,
 }
 
+# Every integer column is a signed 64-bit one (SQLite INTEGER, PostgreSQL BIGINT at most):
+# a bigger number cannot name anything, and reaching the driver with one is a 500.
+INT64_MIN = -(2**63)
+INT64_MAX = 2**63 - 1
+# No request body or WebSocket message of ours nests deeper than a few levels.
+MAX_JSON_DEPTH = 32
+# aiohttp's own default (client_max_size), stated here so the 413 carries our id.
+MAX_BODY_BYTES = 1024 * 1024
+RETRY_AFTER_SECONDS = 5
+_DIGITS = re.compile(r"[0-9]{1,19}")
+
+# SQLite primary result codes that mean "the database cannot serve now", not "bad SQL":
+# BUSY, LOCKED, NOMEM, READONLY, IOERR, FULL, CANTOPEN, PROTOCOL.
+_SQLITE_UNAVAILABLE = {5, 6, 7, 8, 10, 13, 14, 15}
+# PostgreSQL SQLSTATEs of the same kind: class 08 (connection), 53 (resources),
+# 57P01-57P03 (shut down / starting up).
+_PG_UNAVAILABLE_PREFIXES = ("08", "53", "57P")
+_DB_MODULES = ("sqlalchemy", "asyncpg", "aiosqlite")
+# During an outage every request fails the same way: one log line per interval, counted.
+_OUTAGE_LOG_SECONDS = 10.0
+_outage_log = {"at": -_OUTAGE_LOG_SECONDS, "suppressed": 0}
+
 
 class ApiError(Exception):
     """An error answered to the client as-is."""
@@ -55,6 +85,103 @@ class ApiError(Exception):
         self.message = message
         self.details = details
         self.headers = headers or {}
+
+
+def database_unavailable_error() -> ApiError:
+    """The 503 every database outage is answered with (HTTP and WebSocket alike)."""
+    return ApiError(
+        503,
+        "database.unavailable",
+        "the database is not answering; try again shortly",
+        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+    )
+
+
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    # The driver's error hides behind SQLAlchemy's `.orig` and behind `raise ... from`.
+    seen: set[int] = set()
+    todo: list[BaseException] = [exc]
+    while todo:
+        current = todo.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        for nxt in (getattr(current, "orig", None), current.__cause__, current.__context__):
+            if isinstance(nxt, BaseException):
+                todo.append(nxt)
+
+
+def _raised_by_database_code(exc: BaseException) -> bool:
+    for frame, _ in traceback.walk_tb(exc.__traceback__):
+        if str(frame.f_globals.get("__name__", "")).startswith(_DB_MODULES):
+            return True
+    return False
+
+
+def is_database_unavailable(exc: BaseException) -> bool:
+    """True when `exc` means the database cannot be reached or written now (an outage)."""
+    for err in _chain(exc):
+        if isinstance(err, sa_exc.TimeoutError):  # no pooled connection came free in time
+            return True
+        if isinstance(err, sa_exc.DBAPIError) and err.connection_invalidated:
+            return True
+        if isinstance(err, sqlite3.Error):
+            code = getattr(err, "sqlite_errorcode", None)
+            if code is not None and code & 0xFF in _SQLITE_UNAVAILABLE:
+                return True
+        sqlstate = getattr(err, "sqlstate", None)
+        if isinstance(sqlstate, str) and sqlstate.startswith(_PG_UNAVAILABLE_PREFIXES):
+            return True
+        if type(err).__module__.startswith("asyncpg") and type(err).__name__ in (
+            "ConnectionDoesNotExistError",
+            "InterfaceError",
+        ):
+            return True
+        # asyncpg's connect() lets socket errors through unwrapped (refused, reset, DNS,
+        # time-outs); they count only when database code raised them.
+        if isinstance(err, OSError) and _raised_by_database_code(err):
+            return True
+    return False
+
+
+def translate_error(exc: BaseException) -> ApiError | None:
+    """The client-facing error for one of our exceptions; None for a bug (a 500)."""
+    if isinstance(exc, ApiError):
+        return exc
+    if is_database_unavailable(exc):
+        # Checked before StoreError: the store wraps driver errors in a plain StoreError.
+        _log_outage(exc)
+        return database_unavailable_error()
+    if isinstance(exc, StoreError):
+        status = next((s for cls, s in _STORE_STATUS.items() if isinstance(exc, cls)), 400)
+        return ApiError(status, exc.error_id, exc.message)
+    if isinstance(exc, RoutingError):
+        return ApiError(409, exc.error_id, exc.message)
+    if isinstance(exc, TelephonyError):
+        # The PBX refused or the call is gone: the request cannot be done now.
+        return ApiError(409, exc.error_id, exc.message)
+    return None
+
+
+def _log_outage(exc: BaseException) -> None:
+    now = time.monotonic()
+    if now - _outage_log["at"] < _OUTAGE_LOG_SECONDS:
+        _outage_log["suppressed"] += 1
+        return
+    more = _outage_log["suppressed"]
+    _outage_log.update(at=now, suppressed=0)
+    log.warning(
+        "database unavailable, answering 503: %s%s",
+        _one_line(exc),
+        f" ({more} more since the last report)" if more else "",
+    )
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    first = text.splitlines()[0] if text else ""
+    return f"{type(exc).__name__}: {first}"[:300]
 
 
 def error_response(
@@ -83,37 +210,87 @@ async def error_middleware(
     """Turn our exceptions (and, under /api/, HTTP errors) into JSON error bodies."""
     try:
         return await handler(request)
-    except ApiError as exc:
-        return error_response(
-            exc.status, exc.error_id, exc.message, details=exc.details, headers=exc.headers
-        )
-    except StoreError as exc:
-        status = next((s for cls, s in _STORE_STATUS.items() if isinstance(exc, cls)), 400)
-        return error_response(status, exc.error_id, exc.message)
-    except RoutingError as exc:
-        return error_response(409, exc.error_id, exc.message)
-    except TelephonyError as exc:
-        # The PBX refused or the call is gone: the request cannot be done now.
-        return error_response(409, exc.error_id, exc.message)
     except web.HTTPException as exc:
         if not _wants_json(request) or exc.status < 400:
             raise
         return error_response(exc.status, f"http.{exc.status}", exc.reason, headers=None)
-    except Exception:
+    except Exception as exc:
+        api = translate_error(exc)
+        if api is not None:
+            return error_response(
+                api.status, api.error_id, api.message, details=api.details, headers=api.headers
+            )
         log.exception("unhandled error on %s %s", request.method, request.path)
         if not _wants_json(request):
             raise
         return error_response(500, "internal", "internal error; the daemon log has the details")
 
 
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def parse_json(text: str | bytes, *, what: str = "the body") -> Any:
+    """Untrusted JSON text as Python values, bounded; a 400 ApiError when it is not.
+
+    Python's parser alone accepts NaN and Infinity, numbers of any size (up to a 4,300-digit
+    ValueError) and nesting up to a RecursionError: each of those was a 500.
+    """
+    try:
+        value = json.loads(text, parse_constant=_reject_constant)
+    except json.JSONDecodeError as exc:
+        raise ApiError(400, "request.json", f"{what} is not valid JSON: {exc}") from None
+    except UnicodeDecodeError:
+        raise ApiError(400, "request.json", f"{what} is not valid JSON: not UTF-8 text") from None
+    except RecursionError:
+        raise ApiError(
+            400, "request.json", f"{what} nests deeper than {MAX_JSON_DEPTH} levels"
+        ) from None
+    except ValueError as exc:  # the int-digit limit, NaN/Infinity
+        raise ApiError(400, "request.json", f"{what} is not valid JSON: {str(exc)[:200]}") from None
+    check_json_bounds(value)
+    return value
+
+
+def check_json_bounds(value: Any) -> None:
+    """400 `request.invalid` naming the field when `value` nests too deep or holds a number
+    no column can store (outside signed 64 bits, or not finite)."""
+    stack: list[tuple[Any, tuple[str, ...]]] = [(value, ())]
+    while stack:
+        item, where = stack.pop()
+        if len(where) > MAX_JSON_DEPTH:
+            _out_of_bounds(where, f"nested deeper than {MAX_JSON_DEPTH} levels")
+        if isinstance(item, dict):
+            stack.extend((v, (*where, str(k)[:64])) for k, v in item.items())
+        elif isinstance(item, list):
+            stack.extend((v, (*where, str(i))) for i, v in enumerate(item))
+        elif isinstance(item, bool):
+            continue
+        elif isinstance(item, int) and not INT64_MIN <= item <= INT64_MAX:
+            _out_of_bounds(where, "integer out of range (signed 64 bits)")
+        elif isinstance(item, float) and not math.isfinite(item):
+            _out_of_bounds(where, "number out of range")
+
+
+def _out_of_bounds(where: tuple[str, ...], problem: str) -> None:
+    field = ".".join(where) or "body"
+    message = f"{field}: {problem}"
+    raise ApiError(400, "request.invalid", message, details=[message])
+
+
 async def read_body(request: web.Request, model: type[M]) -> M:
     """The request's JSON body validated by `model`; a 4xx ApiError otherwise."""
     if request.content_type != "application/json":
         raise ApiError(415, "request.content_type", "send the body as application/json")
+    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
+        raise _too_large()
     try:
-        raw = await request.json(loads=json.loads)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ApiError(400, "request.json", f"the body is not valid JSON: {exc}") from None
+        data = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise _too_large() from None
+    if len(data) > MAX_BODY_BYTES:
+        raise _too_large()
+    raw = parse_json(data)
     try:
         return model.model_validate(raw)
     except ValidationError as exc:
@@ -121,9 +298,18 @@ async def read_body(request: web.Request, model: type[M]) -> M:
         raise ApiError(400, "request.invalid", "; ".join(problems), details=problems) from None
 
 
+def _too_large() -> ApiError:
+    return ApiError(413, "request.too_large", f"the body is over {MAX_BODY_BYTES} bytes")
+
+
 def _problem(err: Any) -> str:
     where = ".".join(str(part) for part in err.get("loc", ())) or "body"
     return f"{where}: {err.get('msg', 'invalid')}"
+
+
+def _shown(raw: str) -> str:
+    # Echo a bad value back, but never a 5,000-character one.
+    return repr(raw) if len(raw) <= 40 else repr(raw[:40] + "...")
 
 
 def query_int(
@@ -133,19 +319,24 @@ def query_int(
     raw = request.query.get(name)
     if raw is None or raw == "":
         return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ApiError(400, "request.query", f"{name}: expected an integer, got {raw!r}") from None
+    digits = raw[1:] if raw.startswith("-") else raw
+    if not _DIGITS.fullmatch(digits):
+        # Plain decimal digits only: int() also takes "1_000", " 7" and other scripts' digits,
+        # and chokes (ValueError) past 4,300 of them.
+        if digits.isascii() and digits.isdigit():
+            problem = f"expected {low}..{high}"
+        else:
+            problem = "expected an integer"
+        raise ApiError(400, "request.query", f"{name}: {problem}, got {_shown(raw)}")
+    value = int(raw)
     if not low <= value <= high:
         raise ApiError(400, "request.query", f"{name}: expected {low}..{high}, got {value}")
     return value
 
 
 def path_int(request: web.Request, name: str) -> int:
-    """An integer path segment; 404 when it is not one (no such resource)."""
+    """An integer path segment; 404 when it is not one, or too big to name anything."""
     raw = request.match_info[name]
-    try:
-        return int(raw)
-    except ValueError:
-        raise ApiError(404, "request.not_found", f"no such {name}: {raw!r}") from None
+    if not _DIGITS.fullmatch(raw) or int(raw) > INT64_MAX:
+        raise ApiError(404, "request.not_found", f"no such {name}: {_shown(raw)}")
+    return int(raw)

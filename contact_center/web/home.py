@@ -1,4 +1,7 @@
-"""The landing page: what is running and where to look next, rendered on the server."""
+"""The landing page: what is running and where to look next, rendered on the server.
+
+Served under the pages' policy (no inline style or script): its look is in style.css.
+"""
 
 from __future__ import annotations
 
@@ -8,17 +11,16 @@ from aiohttp import web
 
 from contact_center import __version__
 from contact_center.keys import DAEMON
+from contact_center.web.pages import secure
 from contact_center.web.routes import PUBLIC, RouteSpec
 
-_COLOURS = {"up": "#1b7f3b", "down": "#b3261e", "disabled": "#6b6b6b", "starting": "#a86b00"}
 
-
-async def home(request: web.Request) -> web.Response:
+async def home(request: web.Request) -> web.StreamResponse:
     """A plain page listing each component's state and the operational endpoints."""
     daemon = request.app[DAEMON]
     rows = "\n".join(
         f"<tr><td>{escape(c.name)}</td>"
-        f'<td style="color:{_COLOURS[c.state]};font-weight:600">{escape(c.state)}</td>'
+        f'<td class="state state-{escape(c.state)}">{escape(c.state)}</td>'
         f"<td>{escape(c.detail)}</td><td>{escape(c.last_error or '')}</td></tr>"
         for c in daemon.health.all()
     )
@@ -26,14 +28,10 @@ async def home(request: web.Request) -> web.Response:
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>Contact center</title>
-<style>
- body {{ font: 15px/1.45 system-ui, sans-serif; margin: 2rem auto; max-width: 60rem; color: #222 }}
- table {{ border-collapse: collapse; width: 100% }}
- td, th {{ border-bottom: 1px solid #ddd; padding: .4rem .6rem; text-align: left }}
- code {{ background: #f3f3f3; padding: 0 .25rem }}
-</style></head>
-<body>
-<h1>Contact center <small style="color:#888">{escape(__version__)}</small></h1>
+<link rel="stylesheet" href="/static/style.css">
+</head>
+<body class="home">
+<h1>Contact center <small>{escape(__version__)}</small></h1>
 <p><a href="/login">Log in</a> to the <a href="/desktop">agent desktop</a> or the
 <a href="/wallboard">supervisor wallboard</a>.</p>
 <h2>Components</h2>
@@ -48,7 +46,7 @@ async def home(request: web.Request) -> web.Response:
  <li><a href="/api/v1/openapi.json"><code>/api/v1/openapi.json</code></a>: the JSON API</li>
 </ul>
 </body></html>"""
-    return web.Response(text=page, content_type="text/html")
+    return secure(web.Response(text=page, content_type="text/html"))
 
 
 ROUTES = [RouteSpec("GET", "/", home, PUBLIC, "Landing page with component states")]

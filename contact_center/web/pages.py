@@ -21,17 +21,28 @@ _TYPES = {
     "html": "text/html",
     "svg": "image/svg+xml",
 }
-# The pages hold no inline script: the policy forbids everything not served by us.
+# The pages hold no inline script or style: the policy forbids everything not served by us.
 _CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
 )
+# On every page and every static file: a file opened directly must be as unframeable and
+# unsniffable as the page that links it (X-Frame-Options for browsers without CSP 2).
+SECURITY_HEADERS = {
+    "Content-Security-Policy": _CSP,
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+}
 
 
-def _page(name: str) -> web.FileResponse:
-    response = web.FileResponse(STATIC_DIR / name)
-    response.headers["Content-Security-Policy"] = _CSP
-    response.headers["X-Content-Type-Options"] = "nosniff"
+def secure(response: web.StreamResponse) -> web.StreamResponse:
+    """`response` with the pages' security headers."""
+    response.headers.update(SECURITY_HEADERS)
+    return response
+
+
+def _page(name: str) -> web.StreamResponse:
+    response = secure(web.FileResponse(STATIC_DIR / name))
     response.headers["Cache-Control"] = "no-store"
     return response
 
@@ -52,15 +63,17 @@ async def wallboard_page(request: web.Request) -> web.StreamResponse:
 
 
 async def static_file(request: web.Request) -> web.StreamResponse:
-    """A script or stylesheet of the pages (no data: public)."""
+    """A script or stylesheet of the pages (no data: public).
+
+    Not the pages themselves: those have their own routes, with the login redirect.
+    """
     name = request.match_info["name"]
     path = STATIC_DIR / name
-    if not _SAFE_NAME.match(name) or not path.is_file():
+    if not _SAFE_NAME.match(name) or name.endswith(".html") or not path.is_file():
         raise web.HTTPNotFound()
     response = web.FileResponse(path)
     response.content_type = _TYPES[name.rsplit(".", 1)[1]]
-    response.headers["X-Content-Type-Options"] = "nosniff"
-    return response
+    return secure(response)
 
 
 async def desktop_settings(request: web.Request) -> web.Response:

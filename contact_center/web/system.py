@@ -8,12 +8,16 @@ from datetime import UTC, datetime
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from contact_center import __version__
 from contact_center.keys import DAEMON
 from contact_center.web.routes import PUBLIC, RouteSpec
 
 DB_CHECK_SECONDS = 2.0
+# How long the SQLite write probe waits for a lock before saying "down" (the store's own
+# busy time-out is 5 s; /status must answer sooner than a write would fail).
+WRITE_PROBE_MS = 1000
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -45,11 +49,27 @@ async def _check_database(request: web.Request) -> None:
     try:
         async with asyncio.timeout(DB_CHECK_SECONDS):
             async with daemon.engine.connect() as conn:
-                await conn.execute(text("SELECT 1"))
+                if conn.dialect.name == "sqlite":
+                    await _sqlite_write_probe(conn)
+                else:
+                    await conn.execute(text("SELECT 1"))
     except (Exception, TimeoutError) as exc:
         daemon.health.set("database", "down", daemon.database_detail, error=_short(exc))
     else:
         daemon.health.set("database", "up", daemon.database_detail)
+
+
+async def _sqlite_write_probe(conn: AsyncConnection) -> None:
+    # WAL lets SELECT through while another connection holds the write lock, so a read
+    # would say "up" while every write fails: take the write lock for an instant instead.
+    # BEGIN IMMEDIATE writes nothing; the ROLLBACK releases it at once.
+    busy_ms = (await conn.exec_driver_sql("PRAGMA busy_timeout")).scalar_one()
+    await conn.exec_driver_sql(f"PRAGMA busy_timeout={WRITE_PROBE_MS}")
+    try:
+        await conn.exec_driver_sql("BEGIN IMMEDIATE")
+        await conn.exec_driver_sql("ROLLBACK")
+    finally:
+        await conn.exec_driver_sql(f"PRAGMA busy_timeout={int(busy_ms)}")
 
 
 def _short(exc: BaseException) -> str:

@@ -3,13 +3,14 @@
 Server -> browser messages go through the hub (bounded per client). Browser -> server
 messages are JSON objects with a `type`; every type declares the roles that may send
 it, like HTTP routes, and is answered with `{"type": "reply", "ref": <its id>, ...}`.
-The message schema is documented in docs/websocket.md.
+Errors carry the same ids as over HTTP (`errors.translate_error`). What a browser can
+make the server hold is bounded: the message size, the echoed `id`, and (in the hub)
+the bytes queued for it and the sockets per user.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
@@ -21,16 +22,19 @@ from aiohttp import WSMsgType, web
 
 from contact_center.keys import DAEMON
 from contact_center.web.context import current_session
-from contact_center.web.errors import ApiError
+from contact_center.web.errors import ApiError, parse_json, translate_error
 from contact_center.web.hub import Client
 from contact_center.web.routes import ANY_USER, SUPERVISORS, RouteSpec
-from crm_store.errors import StoreError
-from routing.router import RoutingError
 
 log = logging.getLogger(__name__)
 
 HEARTBEAT_SECONDS = 20.0
-MAX_MESSAGE_BYTES = 64 * 1024
+# The largest message a browser legitimately sends is a few hundred bytes (texts are
+# capped at 200 characters); bigger frames close the socket (1009) before being parsed.
+MAX_MESSAGE_BYTES = 16 * 1024
+# The `id` is echoed in the reply's `ref`: bounded, or each message could make the
+# server queue 64 kB for a client that does not read.
+MAX_ID_CHARS = 64
 
 WsHandler = Callable[["WsContext", dict[str, Any]], Awaitable[dict[str, Any] | None]]
 OnConnect = Callable[["WsContext"], Awaitable[None]]
@@ -126,12 +130,16 @@ async def _serve(request: web.Request, kind: str) -> web.StreamResponse:
 
 async def _handle(request: web.Request, context: WsContext, data: str) -> dict[str, Any]:
     try:
-        parsed = json.loads(data)
-    except json.JSONDecodeError:
-        return _error(None, "request.json", "the message is not valid JSON")
+        parsed = parse_json(data, what="the message")
+    except ApiError as exc:
+        return _error(None, exc.error_id, exc.message)
     if not isinstance(parsed, dict) or not isinstance(parsed.get("type"), str):
         return _error(None, "request.invalid", 'a message is an object with a "type"')
     ref = parsed.get("id")
+    if not _valid_ref(ref):
+        return _error(
+            None, "request.invalid", f"id: a number or a text of at most {MAX_ID_CHARS} characters"
+        )
     daemon = request.app[DAEMON]
     cookie_session = daemon.sessions.get(request.cookies.get("cc_session"), time.time())
     if cookie_session is None:
@@ -140,19 +148,30 @@ async def _handle(request: web.Request, context: WsContext, data: str) -> dict[s
         return _error(ref, "auth.required", "log in first")
     spec = request.app.get(WS_MESSAGES, {}).get(parsed["type"])
     if spec is None:
-        return _error(ref, "request.unknown_type", f"unknown message type {parsed['type']!r}")
+        return _error(ref, "request.unknown_type", f"unknown message type {_shown(parsed['type'])}")
     if context.client.role not in spec.roles:
         return _error(ref, "auth.forbidden", f"a {context.client.role} may not send {spec.type}")
     try:
         result = await spec.handler(context, parsed)
-    except ApiError as exc:
-        return _error(ref, exc.error_id, exc.message)
-    except (StoreError, RoutingError) as exc:
-        return _error(ref, exc.error_id, exc.message)
-    except Exception:
+    except Exception as exc:
+        # The same translation as HTTP: store, routing, telephony, database outage.
+        api = translate_error(exc)
+        if api is not None:
+            return _error(ref, api.error_id, api.message)
         log.exception("websocket message %s failed", spec.type)
         return _error(ref, "internal", "internal error; the daemon log has the details")
     return {"type": "reply", "ref": ref, "ok": True, "result": result}
+
+
+def _valid_ref(ref: Any) -> bool:
+    # Numbers are already bounded to 64 bits by parse_json.
+    if ref is None or isinstance(ref, int | float):
+        return True
+    return isinstance(ref, str) and len(ref) <= MAX_ID_CHARS
+
+
+def _shown(value: str) -> str:
+    return repr(value) if len(value) <= MAX_ID_CHARS else repr(value[:MAX_ID_CHARS] + "...")
 
 
 def _error(ref: Any, error_id: str, message: str) -> dict[str, Any]:
