@@ -100,6 +100,9 @@ class User(Base):
     capacities: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     # The agent's phone, as Asterisk dials it ("PJSIP/1001").
     device: Mapped[str | None] = mapped_column(String(200))
+    # Sessions made before this moment are void (disabled, new password, new role): the
+    # daemons poll it, so a change from the CLI or another daemon ends sessions too.
+    sessions_valid_after: Mapped[datetime | None] = mapped_column(index=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 

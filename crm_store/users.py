@@ -6,20 +6,22 @@ import asyncio
 import enum
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any, Final
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm_store import audit
 from crm_store._common import clean_text, flush_or_conflict
 from crm_store.actors import SYSTEM, Actor
 from crm_store.errors import Conflict, InvalidData, NotFound
-from crm_store.models import CHANNELS, ROLES, User
+from crm_store.models import CHANNELS, ROLES, User, utcnow
 
-# Lower-case letters, digits and . _ - ; usernames are compared lower-cased.
+# Lower-case letters, digits and . _ - ; usernames are compared in `canonical_username` form.
 USERNAME_PATTERN: Final = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 MIN_PASSWORD_LENGTH: Final = 8
 # argon2 hashes a bounded input quickly; refuse megabyte "passwords" before hashing them.
@@ -43,20 +45,30 @@ def _hasher() -> PasswordHasher:
     return password_hasher
 
 
-async def _dummy_hash(hasher: PasswordHasher) -> str:
+def _dummy_hash(hasher: PasswordHasher) -> str:
     # Verifying against a real hash of the same parameters when the user is missing makes
-    # "no such user" take as long as "wrong password".
+    # "no such user" take as long as "wrong password". Two threads racing here both compute
+    # an equivalent hash: harmless.
     key = id(hasher)
     if key not in _dummy_hashes:
-        _dummy_hashes[key] = await asyncio.to_thread(hasher.hash, "not the password of anyone")
+        _dummy_hashes[key] = hasher.hash("not the password of anyone")
     return _dummy_hashes[key]
+
+
+def canonical_username(username: str) -> str:
+    """The form a username is looked up by: trimmed and lower-cased.
+
+    The login rate limit keys on this too: whatever spellings find one user must share
+    one limit, so this is the only place that decides what "the same name" means.
+    """
+    return username.strip().lower()
 
 
 def normalize_username(username: str) -> str:
     """Trim and lower-case a username, refusing what does not fit the pattern."""
     if not isinstance(username, str):
         raise InvalidData("username must be text")
-    name = username.strip().lower()
+    name = canonical_username(username)
     if not USERNAME_PATTERN.match(name):
         raise InvalidData(
             f"username {username!r} must be 1-64 characters of a-z, 0-9, '.', '_', '-', "
@@ -125,7 +137,7 @@ async def get_user_by_username(session: AsyncSession, username: str) -> User | N
     """The user with this username (case-insensitive), or None."""
     if not isinstance(username, str):
         return None
-    return await session.scalar(select(User).where(User.username == username.strip().lower()))
+    return await session.scalar(select(User).where(User.username == canonical_username(username)))
 
 
 async def get_user(session: AsyncSession, user_id: int) -> User:
@@ -233,6 +245,8 @@ async def update_user(
     if changes:
         for field, change in changes.items():
             setattr(user, field, change["to"])
+        if "role" in changes:
+            _void_sessions(user)
         await flush_or_conflict(session, f"cannot update user {user.username!r}")
         await audit.record(session, actor, "user.updated", "user", user.id, changes)
     return user
@@ -245,6 +259,8 @@ async def set_user_active(
     user = await _require(session, username)
     if user.is_active != active:
         user.is_active = active
+        if not active:
+            _void_sessions(user)
         await flush_or_conflict(session, f"cannot update user {user.username!r}")
         action = "user.activated" if active else "user.deactivated"
         await audit.record(session, actor, action, "user", user.id, {"username": user.username})
@@ -257,6 +273,7 @@ async def set_password(
     """Replace a user's password (hashed; the audit entry does not hold it)."""
     user = await _require(session, username)
     user.password_hash = await hash_password(password)
+    _void_sessions(user)
     await flush_or_conflict(session, f"cannot update user {user.username!r}")
     await audit.record(
         session, actor, "user.password_set", "user", user.id, {"username": user.username}
@@ -264,23 +281,119 @@ async def set_password(
     return user
 
 
-async def authenticate(session: AsyncSession, username: str, password: str) -> User | None:
-    """The active user if `password` is theirs, else None; rehashes outdated hashes."""
+def _void_sessions(user: User) -> None:
+    # Strictly later than the previous value even within one clock tick, so every daemon
+    # sees a change (they compare the value their sessions were made under).
+    now = utcnow()
+    previous = user.sessions_valid_after
+    if previous is not None and now <= previous:
+        now = previous + timedelta(microseconds=1)
+    user.sessions_valid_after = now
+
+
+@dataclass(frozen=True, slots=True)
+class LoginRecord:
+    """What a login needs of a user, read in one short transaction and then let go."""
+
+    id: int
+    username: str
+    display_name: str
+    role: str
+    is_active: bool
+    password_hash: str
+    sessions_valid_after: datetime | None
+
+
+async def find_login(session: AsyncSession, username: str) -> LoginRecord | None:
+    """The login record of the user with this name (any spelling the look-up accepts)."""
+    user = await get_user_by_username(session, username)
+    if user is None:
+        return None
+    return LoginRecord(
+        id=user.id,
+        username=user.username,
+        display_name=user.display_name,
+        role=user.role,
+        is_active=user.is_active,
+        password_hash=user.password_hash,
+        sessions_valid_after=user.sessions_valid_after,
+    )
+
+
+def verify_password(stored_hash: str | None, password: str) -> bool:
+    """True when `password` matches `stored_hash` (None: no such user, and still as slow).
+
+    CPU-bound and blocking on purpose: the caller picks the thread it runs on, and holds
+    no database connection while it runs.
+    """
     hasher = _hasher()
-    user = await get_user_by_username(session, username) if isinstance(username, str) else None
     if not isinstance(password, str) or len(password) > MAX_PASSWORD_LENGTH:
         password = ""
-    stored = user.password_hash if user is not None else await _dummy_hash(hasher)
     try:
-        await asyncio.to_thread(hasher.verify, stored, password)
+        hasher.verify(stored_hash if stored_hash is not None else _dummy_hash(hasher), password)
     except (VerifyMismatchError, VerificationError, InvalidHashError):
-        return None
-    if user is None or not user.is_active:
-        return None
-    if hasher.check_needs_rehash(user.password_hash):
-        user.password_hash = await asyncio.to_thread(hasher.hash, password)
-        await flush_or_conflict(session, f"cannot update user {user.username!r}")
-        await audit.record(
-            session, SYSTEM, "user.password_rehashed", "user", user.id, {"username": user.username}
+        return False
+    return stored_hash is not None
+
+
+def needs_rehash(stored_hash: str) -> bool:
+    """True when the hash was made with other cost parameters than the current ones."""
+    return _hasher().check_needs_rehash(stored_hash)
+
+
+def new_hash(password: str) -> str:
+    """An argon2 hash with the current parameters (blocking; see `verify_password`)."""
+    return _hasher().hash(password)
+
+
+async def store_rehash(session: AsyncSession, user_id: int, old_hash: str, fresh: str) -> bool:
+    """Replace an outdated hash of the same password; False if it changed meanwhile.
+
+    Not a credential change: the user's sessions stay valid.
+    """
+    result = await session.execute(
+        update(User)
+        .where(User.id == user_id, User.password_hash == old_hash)
+        .values(password_hash=fresh)
+        .execution_options(synchronize_session=False)
+    )
+    if not result.rowcount:  # type: ignore[attr-defined]
+        return False
+    username = await session.scalar(select(User.username).where(User.id == user_id))
+    await audit.record(
+        session, SYSTEM, "user.password_rehashed", "user", user_id, {"username": username}
+    )
+    return True
+
+
+async def sessions_voided_since(
+    session: AsyncSession, since: datetime
+) -> list[tuple[int, bool, datetime]]:
+    """(user id, active, sessions_valid_after) of users whose sessions were voided after
+    `since` (an index range scan: cheap enough to poll every second)."""
+    rows = await session.execute(
+        select(User.id, User.is_active, User.sessions_valid_after).where(
+            User.sessions_valid_after > since
         )
+    )
+    return [(uid, active, stamp) for uid, active, stamp in rows if stamp is not None]
+
+
+async def authenticate(session: AsyncSession, username: str, password: str) -> User | None:
+    """The active user if `password` is theirs, else None; rehashes outdated hashes.
+
+    Hashes inside the caller's transaction: fine for one-off tools (the CLI); the daemon's
+    login uses `find_login`, `verify_password` and `store_rehash` so that it never holds a
+    connection while hashing.
+    """
+    record = await find_login(session, username) if isinstance(username, str) else None
+    stored = record.password_hash if record is not None else None
+    if not await asyncio.to_thread(verify_password, stored, password):
+        return None
+    if record is None or not record.is_active:
+        return None
+    if needs_rehash(record.password_hash):
+        fresh = await asyncio.to_thread(new_hash, password)
+        await store_rehash(session, record.id, record.password_hash, fresh)
+    user = await session.get(User, record.id, populate_existing=True)
     return user

@@ -3,13 +3,19 @@
 Kept in memory on purpose: a disabled user or a logout is effective at once, and a
 token never leaves the daemon except as the user's own cookie. The price is that a
 daemon restart asks everyone to log in again.
+
+Each session remembers the user's `sessions_valid_after` as it was at login; a daemon
+that sees it change in the store (the CLI or another daemon disabled the user, or set a
+new password or role) ends the session: see `contact_center/auth/revocation.py`.
 """
 
 from __future__ import annotations
 
 import hmac
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 
 COOKIE_NAME = "cc_session"
 CSRF_HEADER = "X-CSRF-Token"
@@ -27,6 +33,8 @@ class WebSession:
     csrf_token: str
     created_at: float
     expires_at: float
+    # The user's `sessions_valid_after` when this session was made (None: never set).
+    valid_after: datetime | None = None
 
     def csrf_matches(self, presented: str | None) -> bool:
         """True when `presented` is this session's CSRF token (constant-time compare)."""
@@ -57,7 +65,14 @@ class SessionStore:
         return len(self._by_token)
 
     def create(
-        self, *, user_id: int, username: str, display_name: str, role: str, now: float
+        self,
+        *,
+        user_id: int,
+        username: str,
+        display_name: str,
+        role: str,
+        now: float,
+        valid_after: datetime | None = None,
     ) -> WebSession:
         """A new session with fresh random tokens."""
         session = WebSession(
@@ -69,6 +84,7 @@ class SessionStore:
             csrf_token=secrets.token_urlsafe(32),
             created_at=now,
             expires_at=now + self.lifetime_seconds,
+            valid_after=valid_after,
         )
         self._by_token[session.token] = session
         self._prune(now)
@@ -96,6 +112,26 @@ class SessionStore:
         for token in doomed:
             del self._by_token[token]
         return len(doomed)
+
+    def revoke_stale(self, users: Mapping[int, tuple[bool, datetime]]) -> set[int]:
+        """End the sessions voided by the store: `users` maps a user id to (active,
+        sessions_valid_after) as stored; a session made under an older value, or of an
+        inactive user, ends. The ids of the users who lost a session."""
+        if not users:
+            return set()
+        doomed: dict[str, int] = {}
+        for token, session in self._by_token.items():
+            state = users.get(session.user_id)
+            if state is None:
+                continue
+            active, valid_after = state
+            # "Older", not "other": a poll answered just before a login read a newer value
+            # must not end that fresh session.
+            if not active or session.valid_after is None or session.valid_after < valid_after:
+                doomed[token] = session.user_id
+        for token in doomed:
+            del self._by_token[token]
+        return set(doomed.values())
 
     def live(self, now: float) -> list[WebSession]:
         """Every unexpired session."""
