@@ -29,6 +29,8 @@ from adapters.simasterisk import SimulatedAsterisk
 from adapters.simasterisk.controls import SimulatedPhones, SimulatorControls, generate_calls
 from adapters.simasterisk.traffic import TrafficModel
 from adapters.simulated.pbx import SimulatedPbx
+from contact_center.auth import revocation
+from contact_center.auth.passwords import LoginGate
 from contact_center.auth.ratelimit import LoginRateLimiter
 from contact_center.auth.sessions import SessionStore
 from contact_center.bus import EventBus
@@ -44,6 +46,7 @@ from contact_center.events import (
 )
 from contact_center.flows import load_configured_flows
 from contact_center.health import HealthRegistry, State
+from contact_center.intake import StoreOutbox
 from contact_center.keys import DAEMON
 from contact_center.metrics import Metrics
 from contact_center.telephony import Telephony
@@ -92,6 +95,8 @@ class Daemon:
     database_detail: str = ""
     screen_pops: ScreenPopReader | None = None
     fast_intake: SqliteIntake | None = None
+    # Contacts the store could not take yet (locked, down): stored when it is back.
+    outbox: StoreOutbox | None = None
     telephony: Telephony | None = None
     # The simulator's controls (place a call, the caller hangs up), when the PBX is one.
     simulator: SimulatedPbx | SimulatorControls | None = None
@@ -100,12 +105,17 @@ class Daemon:
     metrics: Metrics = field(init=False)
     sessions: SessionStore = field(init=False)
     login_limiter: LoginRateLimiter = field(init=False)
-    hub: Hub = field(default_factory=Hub)
+    login_gate: LoginGate = field(default_factory=LoginGate)
+    hub: Hub = field(init=False)
 
     def __post_init__(self) -> None:
         self.metrics = Metrics(self.health, self.bus)
         self.sessions = SessionStore(self.config.auth.session_hours * 3600)
         self.login_limiter = LoginRateLimiter(self.config.auth.login_attempts_per_minute)
+        self.hub = Hub(
+            queue_bytes=self.config.web.websocket_queue_bytes,
+            sockets_per_user=self.config.web.websocket_sockets_per_user,
+        )
 
 
 # --- components ---------------------------------------------------------------
@@ -135,8 +145,12 @@ def database_component(daemon: Daemon) -> Callable[[web.Application], AsyncItera
         )
         if is_sqlite(url):
             daemon.fast_intake = await SqliteIntake.open(url)
+        daemon.outbox = StoreOutbox(daemon.sessionmaker, fast=daemon.fast_intake)
+        await daemon.outbox.start()
         daemon.health.set("database", "up", daemon.database_detail)
         yield
+        # Everything else has stopped: what is still held gets its last chance.
+        await daemon.outbox.stop()
         await daemon.screen_pops.close()
         if daemon.fast_intake is not None:
             await daemon.fast_intake.close()
@@ -409,6 +423,8 @@ def make_app(config: Config) -> web.Application:
     app.cleanup_ctx.extend(
         [
             database_component(daemon),
+            # Ends sessions voided by the CLI or another daemon; stops the hash threads.
+            revocation.component(daemon),
             bus_component(daemon),
             pbx_component(daemon),
             routing_component(daemon),

@@ -4,6 +4,10 @@ The interpreter decides; this runner carries out each command with whatever spea
 the caller (a FastAGI channel on a real Asterisk, scripted keys on the simulated PBX),
 looks customers up in the store, and on the way out records the path taken and what the
 caller keyed in on the interaction. A caller hanging up at any step ends the run cleanly.
+
+Nothing the store does stops a call here: a look-up that cannot be read finds nobody, and
+a write that cannot be made waits in the store's outbox (contact_center.intake). A
+caller id is whatever the network sent, so it is bounded before anything uses it.
 """
 
 from __future__ import annotations
@@ -18,9 +22,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from contact_center.bus import EventBus
 from contact_center.events import ContactQueued
-from contact_center.intake import OpenedContact
-from crm_store import customers, interactions
+from contact_center.intake import OpenedContact, store_unavailable, update_contact
+from crm_store import customers
+from crm_store.errors import StoreError
 from crm_store.models import Customer
+from crm_store.phones import bounded_caller_id
 from ivr_flows import interpreter as ivr
 from ivr_flows.model import Flow
 
@@ -70,7 +76,7 @@ async def run_flow(
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> IvrOutcome:
     """Run `flow` to its end; record the path and inputs on the interaction."""
-    session, command = ivr.start(flow, caller_number, clock())
+    session, command = ivr.start(flow, bounded_caller_id(caller_number) or "", clock())
     for _ in range(MAX_COMMANDS):
         if session.finished:
             break
@@ -80,14 +86,13 @@ async def run_flow(
             result = ivr.CallerHungUp()
         command = ivr.advance(flow, session, result, clock())
     customer_id = int(session.customer_id) if session.customer_id else None
-    async with sessionmaker.begin() as db:
-        await interactions.update_interaction(
-            db,
-            interaction_id,
-            ivr_path=list(session.path),
-            ivr_inputs=dict(session.inputs),
-            **({"customer_id": customer_id} if customer_id is not None else {}),
-        )
+    await _record(
+        sessionmaker,
+        interaction_id,
+        ivr_path=list(session.path),
+        ivr_inputs=dict(session.inputs),
+        **({"customer_id": customer_id} if customer_id is not None else {}),
+    )
     return IvrOutcome(
         outcome=session.outcome or "hangup",
         command=command if session.finished else None,
@@ -125,13 +130,20 @@ async def _lookup(
     command: ivr.Lookup, sessionmaker: async_sessionmaker[AsyncSession], region: str
 ) -> ivr.LookupResult:
     """By caller number: any phone format. By a collected value: a customer number
-    (the customer's id in the store) or, failing that, a phone number."""
-    async with sessionmaker() as db:
+    (the customer's id in the store) or, failing that, a phone number. Nobody is found
+    when the store cannot be read: the flow goes on as for an unknown caller."""
+    try:
+        async with sessionmaker() as db:
+            found = None
+            if command.by == "variable" and command.key.isdigit() and len(command.key) <= 12:
+                found = await db.get(Customer, int(command.key))
+            if found is None:
+                found = await customers.find_customer_by_phone(db, command.key, region)
+    except Exception as exc:
+        if not store_unavailable(exc):
+            raise
+        log.warning("IVR look-up without the store (%s): an unknown caller", exc)
         found = None
-        if command.by == "variable" and command.key.isdigit() and len(command.key) <= 12:
-            found = await db.get(Customer, int(command.key))
-        if found is None:
-            found = await customers.find_customer_by_phone(db, command.key, region)
     if found is None:
         return ivr.LookupResult()
     return ivr.LookupResult(str(found.id), found.tier)
@@ -149,15 +161,14 @@ async def hand_to_routing(
     at: float,
 ) -> None:
     """The flow queued the call: store the queue and publish what the IVR gathered."""
-    async with sessionmaker.begin() as db:
-        await interactions.update_interaction(db, opened.interaction_id, queue=queue)
+    await _record(sessionmaker, opened.interaction_id, queue=queue)
     bus.publish(
         ContactQueued(
             interaction_id=opened.interaction_id,
             channel="voice",
             queue=queue,
             at=at,
-            address=address,
+            address=bounded_caller_id(address),
             customer_id=outcome.customer_id or opened.customer_id,
             tier=outcome.tier if outcome.customer_id else opened.tier,
             priority=outcome.priority,
@@ -166,3 +177,34 @@ async def hand_to_routing(
             ivr_inputs={"dnis": dnis, **outcome.inputs},
         )
     )
+
+
+async def record_ivr_end(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    interaction_id: int,
+    outcome: IvrOutcome,
+    at: datetime,
+) -> None:
+    """The call ended in the IVR (voicemail, transfer, hang-up): close its interaction.
+    Never raises: the caller is already on their way."""
+    await _record(sessionmaker, interaction_id, ended_at=at, end_cause=f"ivr: {outcome.outcome}")
+
+
+async def _record(
+    sessionmaker: async_sessionmaker[AsyncSession], interaction_id: int, **fields: object
+) -> None:
+    """Store what the IVR learnt; a failure is logged, never raised into the call."""
+    try:
+        await update_contact(sessionmaker, interaction_id, **fields)
+    except StoreError as exc:
+        log.warning(
+            "IVR could not record %s on interaction %s: %s",
+            ", ".join(fields),
+            interaction_id,
+            exc.message,
+        )
+    except Exception:
+        # Not an outage (those are held): a bug must still not drop the caller.
+        log.exception(
+            "IVR could not record %s on interaction %s", ", ".join(fields), interaction_id
+        )

@@ -30,6 +30,16 @@ _INSERT = (
 )
 
 
+# How long an insert waits for another writer's lock. Past it, the daemon holds the
+# contact in memory (contact_center.intake.StoreOutbox): a caller should not hear
+# seconds of silence before the IVR because something else holds the database.
+BUSY_TIMEOUT_MS = 1000
+
+
+class WritesHeld(Exception):
+    """The store is known to be unavailable: the write was not tried (it is being held)."""
+
+
 def _text(moment: datetime) -> str:
     # SQLAlchemy's SQLite storage of a UTC timestamp (what UTCDateTime writes).
     return moment.astimezone(UTC).replace(tzinfo=None).strftime("%Y-%m-%d %H:%M:%S.%f")
@@ -46,6 +56,9 @@ class SqliteIntake:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cc-intake")
         self._path = path
         self._conn: sqlite3.Connection | None = None
+        # Set while the outbox holds writes: calls already queued for this thread skip
+        # their insert instead of each waiting out the busy timeout in turn.
+        self.hold_writes = False
 
     @classmethod
     async def open(cls, url: str) -> SqliteIntake:
@@ -56,7 +69,7 @@ class SqliteIntake:
 
     def _connect(self) -> None:
         conn = sqlite3.connect(f"{self._path.as_uri()}?mode=rw", uri=True, isolation_level=None)
-        conn.execute("PRAGMA busy_timeout=5000")
+        conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         conn.execute("PRAGMA foreign_keys=ON")
         conn.execute("PRAGMA synchronous=NORMAL")
         self._conn = conn
@@ -79,6 +92,8 @@ class SqliteIntake:
     ) -> tuple[int, int | None, str | None]:
         conn = self._conn
         assert conn is not None
+        if self.hold_writes:
+            raise WritesHeld("writes are held until the store is back")
         conn.execute("BEGIN IMMEDIATE")
         try:
             found: tuple[int, str] | None = None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 from functools import lru_cache
 
 import phonenumbers
@@ -10,11 +11,36 @@ import phonenumbers
 from crm_store.errors import InvalidData
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+# A caller id as the store keeps it (interactions.address holds 320): a SIP URI with a
+# display part fits; anything longer is junk from the network, kept only as a clue.
+MAX_CALLER_ID = 128
+# What Asterisk writes when there is no caller id at all ("anonymous" is a withheld one).
+_NO_CALLER_ID = "unknown"
+
+
+def bounded_caller_id(raw: object) -> str | None:
+    """A caller id (AGI agi_callerid, AMI CallerIDNum) safe to store and show.
+
+    Control and format characters (NUL, CR/LF, bidi overrides, lone surrogates) become
+    blanks, runs of blanks one, and the rest is cut to MAX_CALLER_ID characters. None when
+    nothing is left or Asterisk says there is none ("unknown"). Never raises.
+    """
+    if not isinstance(raw, str):
+        return None
+    # Cut first: the work below is bounded whatever length came in.
+    text = "".join(
+        " " if unicodedata.category(ch)[0] == "C" else ch for ch in raw[: MAX_CALLER_ID * 4]
+    )
+    text = " ".join(text.split())[:MAX_CALLER_ID].strip()
+    if not text or text.lower() == _NO_CALLER_ID:
+        return None
+    return text
 
 
 @lru_cache(maxsize=65536)
 def normalize_phone(raw: str, region: str) -> str:
     """Return `raw` as E.164 ("+442079460018"), read in `region` when national."""
+    # Only numbers that parse are cached (an exception is not): junk cannot fill it.
     text = (raw or "").strip()
     if not text:
         raise InvalidData("phone number is empty")

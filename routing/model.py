@@ -101,6 +101,10 @@ class Agent:
     wrap_up_until: float | None = None
     activity_since: float = 0.0
     missed_in_row: int = 0
+    # A "ready" restored from the store after a restart is not trusted until a desktop of
+    # the agent connects (the agent may have left while the daemon was down): until then,
+    # or until this time passes and the agent goes offline, nothing is offered.
+    confirm_by: float | None = None
 
     def activity(self, now: float) -> Activity:
         """What the agent is doing, derived from the work they hold."""
@@ -132,8 +136,9 @@ class Agent:
         return [*self.active.values()].count(channel) + [*self.offered.values()].count(channel)
 
     def can_take(self, channel: Channel, policy: Policy, now: float) -> bool:
-        """Ready, out of wrap-up, under capacity, and not blocked by another channel."""
-        if self.status != "ready":
+        """Ready (and confirmed), out of wrap-up, under capacity, and not blocked by another
+        channel."""
+        if self.status != "ready" or self.confirm_by is not None:
             return False
         if self.wrap_up_until is not None and self.wrap_up_until > now:
             return False

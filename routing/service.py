@@ -33,13 +33,16 @@ from contact_center.events import (
     ContactTransferred,
     ContactUnheld,
 )
+from contact_center.intake import outbox_for, store_unavailable
 from contact_center.telephony import Telephony, TelephonyError
 from contact_center.web.hub import Hub
 from crm_store import agent_states, audit, interactions
 from crm_store.actors import Actor
 from crm_store.models import Interaction, User
+from crm_store.phones import bounded_caller_id
 from crm_store.screen_pop import ScreenPopReader
 from routing.definitions import policy_from_config, queues_from_config
+from routing.dialing import dial_string, transfer_target
 from routing.model import (
     Agent,
     Channel,
@@ -59,6 +62,8 @@ log = logging.getLogger(__name__)
 DIGITAL: tuple[Channel, ...] = ("chat", "email", "sms")
 HISTORY_SECONDS = 3600
 HISTORY_STEP_SECONDS = 30
+# Who sets an unconfirmed agent offline after a restart, in the audit log.
+RESTART_CHECK = Actor(None, "system", "admin")
 
 
 @dataclass
@@ -140,10 +145,12 @@ class RoutingService:
         self._history: dict[str, deque[dict[str, Any]]] = {
             q.name: deque(maxlen=HISTORY_SECONDS // HISTORY_STEP_SECONDS) for q in config.queues
         }
-        self.writer = InteractionWriter(sessionmaker)
+        self.writer = InteractionWriter(sessionmaker, outbox_for(sessionmaker))
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._supervisors_dirty = True
+        # Agents restored "ready" whose desktop has not connected yet: until when.
+        self._unconfirmed: dict[int, float] = {}
 
     # --- life cycle ---------------------------------------------------------------
 
@@ -171,11 +178,16 @@ class RoutingService:
                     .order_by(Interaction.started_at, Interaction.id)
                 )
             ).all()
+        grace = self.config.routing.restore_grace_seconds
         for user in users:
             self._add_agent(user, now)
             state = states.get(user.id)
             if state is not None and state.status != "offline":
                 since = state.since.timestamp()
+                if state.status == "ready" and grace > 0:
+                    # Set before the status, so the router never counts them available.
+                    self.router.agents[user.id].confirm_by = now + grace
+                    self._unconfirmed[user.id] = now + grace
                 self._apply(
                     self.router.set_status(user.id, state.status, since, state.reason)  # type: ignore[arg-type]
                 )
@@ -201,6 +213,12 @@ class RoutingService:
             restored += 1
         if restored:
             log.info("restored %d waiting digital contacts", restored)
+        if self._unconfirmed:
+            log.info(
+                "%d agents restored ready: no offers until their desktop connects (%g s)",
+                len(self._unconfirmed),
+                grace,
+            )
         self.writer.start()
         self._tasks = [
             asyncio.create_task(self._timer(), name="routing-timer"),
@@ -281,12 +299,14 @@ class RoutingService:
         elif event.customer_id is not None:
             tier_bonus = await self._tier_priority(event.customer_id)
         queue = self.router.queues[event.queue]
+        # A caller id is whatever the network sent: bounded before it is shown or looked up.
+        address = bounded_caller_id(event.address) if event.channel == "voice" else event.address
         enqueued_at = event.enqueued_at if event.enqueued_at is not None else event.at
         info = ContactInfo(
             interaction_id=event.interaction_id,
             channel=event.channel,  # type: ignore[arg-type]
             queue=event.queue,
-            address=event.address,
+            address=address,
             customer_id=event.customer_id,
             enqueued_at=enqueued_at,
             queue_entered_at=event.at,
@@ -416,10 +436,53 @@ class RoutingService:
 
     # --- what agents and supervisors ask ------------------------------------------
 
+    async def agent_present(self, agent_id: int) -> None:
+        """A desktop of the agent connected: a "ready" restored after a restart is theirs
+        again, and waiting contacts may be offered to them now."""
+        if self._unconfirmed.pop(agent_id, None) is None:
+            return
+        agent = self.router.agents[agent_id]
+        agent.confirm_by = None
+        log.info("agent %s is back at a desktop: ready confirmed", agent.name)
+        # Same status again: the router keeps its "since" and looks for work for them.
+        decisions = self.router.set_status(agent_id, agent.status, self.clock(), agent.reason)
+        await self._carry_out(decisions)
+        self._push_agent(agent_id)
+        self._changed()
+
+    async def _unconfirmed_due(self, now: float) -> None:
+        """Restored agents whose desktop never came back go offline (stored, audited)."""
+        due = [agent_id for agent_id, until in self._unconfirmed.items() if until <= now]
+        for agent_id in due:
+            grace = self.config.routing.restore_grace_seconds
+            log.warning(
+                "agent %s was ready before the restart but no desktop connected within"
+                " %g s: set offline",
+                self.agents[agent_id].username,
+                grace,
+            )
+            try:
+                await self.set_status(
+                    agent_id,
+                    "offline",
+                    None,
+                    actor=RESTART_CHECK,
+                    why=f"not confirmed by a desktop within {grace:g} s of a restart",
+                )
+            except Exception:
+                # Offline in memory all the same: no offer goes to someone who is not there.
+                log.exception("could not store agent %s offline", agent_id)
+
     async def set_status(
-        self, agent_id: int, status: str, reason: str | None, *, actor: Actor
+        self,
+        agent_id: int,
+        status: str,
+        reason: str | None,
+        *,
+        actor: Actor,
+        why: str | None = None,
     ) -> dict[str, Any]:
-        """Ready / not ready (with a configured reason) / offline."""
+        """Ready / not ready (with a configured reason) / offline; `why` goes in the audit."""
         if status not in ("ready", "not_ready", "offline"):
             raise RoutingError("routing.bad_status", f"unknown status {status!r}")
         if status == "not_ready" and reason not in self._reasons():
@@ -429,6 +492,9 @@ class RoutingService:
             )
         self._agent_info(agent_id)
         now = self.clock()
+        # A status someone chose replaces one restored after a restart.
+        self._unconfirmed.pop(agent_id, None)
+        self.router.agents[agent_id].confirm_by = None
         decisions = self.router.set_status(agent_id, status, now, reason)  # type: ignore[arg-type]
         self.stats.record_status(agent_id, status, reason, now)
         async with self.sessionmaker.begin() as session:
@@ -442,7 +508,7 @@ class RoutingService:
                     "agent.status_set",
                     "user",
                     agent_id,
-                    {"status": status, "reason": reason},
+                    {"status": status, "reason": reason, **({"why": why} if why else {})},
                 )
         await self._carry_out(decisions)
         self._push_agent(agent_id)
@@ -505,7 +571,8 @@ class RoutingService:
             elif action == "transfer":
                 if not target:
                     raise RoutingError("routing.no_target", "transfer to which extension or queue?")
-                if target in self.router.queues:
+                target, is_queue = transfer_target(target, self.router.queues)
+                if is_queue:
                     await self._transfer_to_queue(info, target)
                 else:
                     await self.telephony.transfer(interaction_id, target)
@@ -528,6 +595,8 @@ class RoutingService:
             raise RoutingError("routing.busy", "finish your current contact first")
         from crm_store.phones import try_normalize_phone
 
+        # Only phone keys reach the PBX: the number becomes an `Exten:` of an Originate.
+        number = dial_string(number)
         if try_normalize_phone(number, self.config.database.default_region) is None:
             raise RoutingError("routing.bad_number", f"{number!r} is not a phone number")
         now = self.clock()
@@ -745,15 +814,21 @@ class RoutingService:
     async def _timer(self) -> None:
         while True:
             deadline = self.router.next_deadline()
+            if self._unconfirmed:
+                first = min(self._unconfirmed.values())
+                deadline = first if deadline is None else min(deadline, first)
             delay = None if deadline is None else max(0.0, deadline - self.clock())
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(delay):
                     await self._wake.wait()
-            decisions = self.router.tick(self.clock())
+            now = self.clock()
+            decisions = self.router.tick(now)
             if decisions:
                 await self._carry_out(decisions)
                 self._changed()
+            if self._unconfirmed:
+                await self._unconfirmed_due(now)
 
     async def _supervisor_feed(self) -> None:
         last_sample = 0.0
@@ -852,6 +927,8 @@ class RoutingService:
             "display_name": info.display_name,
             "status": agent.status,
             "reason": agent.reason,
+            # Restored "ready" after a restart, waiting for a desktop: no offers yet.
+            "awaiting_desktop": agent.confirm_by is not None,
             "activity": agent.activity(now),
             "since": max(agent.status_since, agent.activity_since),
             "wrap_up_until": agent.wrap_up_until,
@@ -885,6 +962,16 @@ class RoutingService:
             self.hub.to_agent(info.agent_id, {"type": "contact", **info.public()})
 
     async def _pop(self, info: ContactInfo) -> dict[str, Any]:
+        try:
+            return await self._read_pop(info)
+        except Exception as exc:
+            if not store_unavailable(exc):
+                raise
+            # The store cannot be read: the offer goes out all the same, without history.
+            log.warning("screen pop for %s without the store: %s", info.interaction_id, exc)
+            return {"customer": None, "interactions": [], "unavailable": True}
+
+    async def _read_pop(self, info: ContactInfo) -> dict[str, Any]:
         if info.customer_id is not None:
             pop = await self.screen_pops.by_customer_id(info.customer_id)
         elif info.channel == "email" and info.address:
@@ -903,8 +990,13 @@ class RoutingService:
     async def _tier_priority(self, customer_id: int) -> int:
         from crm_store.models import Customer
 
-        async with self.sessionmaker() as session:
-            tier = await session.scalar(select(Customer.tier).where(Customer.id == customer_id))
+        try:
+            async with self.sessionmaker() as session:
+                tier = await session.scalar(select(Customer.tier).where(Customer.id == customer_id))
+        except Exception as exc:
+            if not store_unavailable(exc):
+                raise
+            return 0  # routed without the tier's bonus rather than not at all
         return int(self.router.policy.tier_priority.get(tier or "", 0))
 
     def _persist(self, interaction_id: int, **fields: Any) -> None:

@@ -6,6 +6,11 @@ database round trips before the next event was handled. Here updates are queued 
 order and a single task applies whatever has accumulated in one transaction of plain
 UPDATE statements, usually within a millisecond or two. `flush()` waits until
 everything queued so far is stored; shutdown flushes.
+
+When the store cannot be written (locked, down), a batch is handed to the store's outbox
+(contact_center.intake.StoreOutbox) instead of being dropped, and so is every batch after
+it while the outbox holds anything, so updates reach the store in the order made and
+never before the held contact they belong to.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from typing import Any
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from contact_center.intake import StoreOutbox, store_unavailable
 from crm_store.models import Interaction
 
 log = logging.getLogger(__name__)
@@ -31,8 +37,11 @@ FIELDS = frozenset(
 class InteractionWriter:
     """Ordered, batched interaction updates from the routing service."""
 
-    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+    def __init__(
+        self, sessionmaker: async_sessionmaker[AsyncSession], outbox: StoreOutbox | None = None
+    ) -> None:
         self.sessionmaker = sessionmaker
+        self.outbox = outbox
         self._pending: list[tuple[int, dict[str, Any]]] = []
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
@@ -55,7 +64,8 @@ class InteractionWriter:
         self._wake.set()
 
     async def flush(self) -> None:
-        """Wait until every update queued so far is committed."""
+        """Wait until every update queued so far is committed (or handed to the outbox,
+        while the store is unavailable: `StoreOutbox.drained` waits for that)."""
         await self._idle.wait()
 
     async def stop(self) -> None:
@@ -79,6 +89,10 @@ class InteractionWriter:
                 self._idle.set()
 
     async def _apply(self, batch: list[tuple[int, dict[str, Any]]]) -> None:
+        outbox = self.outbox
+        if outbox is not None and outbox.holding:
+            self._hold(outbox, batch)
+            return
         try:
             async with self.sessionmaker.begin() as session:
                 for interaction_id, fields in batch:
@@ -86,10 +100,19 @@ class InteractionWriter:
                         update(Interaction).where(Interaction.id == interaction_id).values(**fields)
                     )
             self.batches += 1
-        except Exception:
+        except Exception as exc:
+            if outbox is not None and store_unavailable(exc):
+                outbox.went_down(exc)
+                self._hold(outbox, batch)
+                return
             # Keep the bus moving; the log says which contacts lost an update.
             self.failures += 1
             log.exception(
                 "could not store routing updates for interactions %s",
                 sorted({i for i, _ in batch}),
             )
+
+    @staticmethod
+    def _hold(outbox: StoreOutbox, batch: list[tuple[int, dict[str, Any]]]) -> None:
+        for interaction_id, fields in batch:
+            outbox.hold_update(interaction_id, fields)

@@ -52,9 +52,8 @@ from contact_center.events import (
     ContactUnheld,
 )
 from contact_center.intake import open_contact
-from contact_center.ivr_runner import IvrOutcome, hand_to_routing, run_flow
+from contact_center.ivr_runner import IvrOutcome, hand_to_routing, record_ivr_end, run_flow
 from contact_center.telephony import TelephonyError
-from crm_store import interactions
 from crm_store.fast_intake import SqliteIntake
 from crm_store.models import Interaction
 from ivr_flows import interpreter as ivr
@@ -261,13 +260,12 @@ class AsteriskPbx:
                 return
             # Every other way out ends the contact here, whatever Asterisk does next.
             self._forget(opened.interaction_id)
-            async with self.sessionmaker.begin() as db:
-                await interactions.update_interaction(
-                    db,
-                    opened.interaction_id,
-                    ended_at=datetime.fromtimestamp(self.clock(), UTC),
-                    end_cause=f"ivr: {outcome.outcome}",
-                )
+            await record_ivr_end(
+                self.sessionmaker,
+                opened.interaction_id,
+                outcome,
+                datetime.fromtimestamp(self.clock(), UTC),
+            )
             if isinstance(command, ivr.Transfer):
                 await channel.continue_at(TRANSFER_CONTEXT, command.extension)
             elif isinstance(command, ivr.Voicemail):

@@ -28,9 +28,8 @@ from contact_center.events import (
     ContactUnheld,
 )
 from contact_center.intake import OpenedContact, open_contact
-from contact_center.ivr_runner import CallerGone, hand_to_routing, run_flow
+from contact_center.ivr_runner import CallerGone, hand_to_routing, record_ivr_end, run_flow
 from contact_center.telephony import TelephonyError
-from crm_store import interactions
 from crm_store.fast_intake import SqliteIntake
 from crm_store.models import Interaction
 from ivr_flows import interpreter as ivr
@@ -130,13 +129,9 @@ class SimulatedPbx:
             )
         else:
             # The call ends in the IVR: voicemail, callback request, transfer or hang-up.
-            async with self.sessionmaker.begin() as db:
-                await interactions.update_interaction(
-                    db,
-                    opened.interaction_id,
-                    ended_at=datetime.now(UTC),
-                    end_cause=f"ivr: {outcome.outcome}",
-                )
+            await record_ivr_end(
+                self.sessionmaker, opened.interaction_id, outcome, datetime.now(UTC)
+            )
         return opened.interaction_id, outcome.outcome
 
     async def place_call(

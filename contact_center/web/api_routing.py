@@ -134,6 +134,8 @@ async def on_connect(context: WsContext) -> None:
     hub = context.app[DAEMON].hub
     client = context.client
     if client.kind == "agent" and client.user_id in service.agents:
+        # A live desktop: confirms a "ready" restored after a restart (routing.service).
+        await service.agent_present(client.user_id)
         hub.to_client(client, service.agent_state(client.user_id))
         for info in service.contacts.values():
             if info.agent_id == client.user_id and info.state not in ("waiting", "closed"):
