@@ -16,18 +16,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import sqlite3
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import func, insert, select, text, update
-from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, ProgrammingError
-from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from crm_store import customers, interactions
+from crm_store import customers, interactions, outage
 from crm_store.errors import InvalidData, StoreError
 from crm_store.fast_intake import SqliteIntake, WritesHeld
 from crm_store.models import Interaction
@@ -63,12 +60,8 @@ class StoreUnavailable(StoreError):
 def store_unavailable(exc: BaseException) -> bool:
     """True when `exc` says the database cannot be reached or written now (locked, down,
     pool exhausted), as opposed to a write that is wrong in itself."""
-    if isinstance(exc, sqlite3.OperationalError | WritesHeld | PoolTimeout | TimeoutError):
-        return True
-    if isinstance(exc, DBAPIError):
-        return not isinstance(exc, IntegrityError | DataError | ProgrammingError)
-    # asyncpg raises plain OSError subclasses when the server refuses the connection.
-    return isinstance(exc, OSError)
+    # WritesHeld: the SQLite writer is already holding; TimeoutError: a held read gave up.
+    return isinstance(exc, WritesHeld | TimeoutError) or outage.is_unavailable(exc)
 
 
 # The outbox of each open store, by its sessionmaker: the adapters pass the sessionmaker

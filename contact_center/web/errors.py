@@ -11,17 +11,15 @@ import json
 import logging
 import math
 import re
-import sqlite3
 import time
-import traceback
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
-from sqlalchemy import exc as sa_exc
 
 from contact_center.telephony import TelephonyError
+from crm_store import outage
 from crm_store.errors import (
     Conflict,
     IllegalTransition,
@@ -55,13 +53,6 @@ MAX_BODY_BYTES = 1024 * 1024
 RETRY_AFTER_SECONDS = 5
 _DIGITS = re.compile(r"[0-9]{1,19}")
 
-# SQLite primary result codes that mean "the database cannot serve now", not "bad SQL":
-# BUSY, LOCKED, NOMEM, READONLY, IOERR, FULL, CANTOPEN, PROTOCOL.
-_SQLITE_UNAVAILABLE = {5, 6, 7, 8, 10, 13, 14, 15}
-# PostgreSQL SQLSTATEs of the same kind: class 08 (connection), 53 (resources),
-# 57P01-57P03 (shut down / starting up).
-_PG_UNAVAILABLE_PREFIXES = ("08", "53", "57P")
-_DB_MODULES = ("sqlalchemy", "asyncpg", "aiosqlite")
 # During an outage every request fails the same way: one log line per interval, counted.
 _OUTAGE_LOG_SECONDS = 10.0
 _outage_log = {"at": -_OUTAGE_LOG_SECONDS, "suppressed": 0}
@@ -97,59 +88,11 @@ def database_unavailable_error() -> ApiError:
     )
 
 
-def _chain(exc: BaseException) -> Iterator[BaseException]:
-    # The driver's error hides behind SQLAlchemy's `.orig` and behind `raise ... from`.
-    seen: set[int] = set()
-    todo: list[BaseException] = [exc]
-    while todo:
-        current = todo.pop()
-        if id(current) in seen:
-            continue
-        seen.add(id(current))
-        yield current
-        for nxt in (getattr(current, "orig", None), current.__cause__, current.__context__):
-            if isinstance(nxt, BaseException):
-                todo.append(nxt)
-
-
-def _raised_by_database_code(exc: BaseException) -> bool:
-    for frame, _ in traceback.walk_tb(exc.__traceback__):
-        if str(frame.f_globals.get("__name__", "")).startswith(_DB_MODULES):
-            return True
-    return False
-
-
-def is_database_unavailable(exc: BaseException) -> bool:
-    """True when `exc` means the database cannot be reached or written now (an outage)."""
-    for err in _chain(exc):
-        if isinstance(err, sa_exc.TimeoutError):  # no pooled connection came free in time
-            return True
-        if isinstance(err, sa_exc.DBAPIError) and err.connection_invalidated:
-            return True
-        if isinstance(err, sqlite3.Error):
-            code = getattr(err, "sqlite_errorcode", None)
-            if code is not None and code & 0xFF in _SQLITE_UNAVAILABLE:
-                return True
-        sqlstate = getattr(err, "sqlstate", None)
-        if isinstance(sqlstate, str) and sqlstate.startswith(_PG_UNAVAILABLE_PREFIXES):
-            return True
-        if type(err).__module__.startswith("asyncpg") and type(err).__name__ in (
-            "ConnectionDoesNotExistError",
-            "InterfaceError",
-        ):
-            return True
-        # asyncpg's connect() lets socket errors through unwrapped (refused, reset, DNS,
-        # time-outs); they count only when database code raised them.
-        if isinstance(err, OSError) and _raised_by_database_code(err):
-            return True
-    return False
-
-
 def translate_error(exc: BaseException) -> ApiError | None:
     """The client-facing error for one of our exceptions; None for a bug (a 500)."""
     if isinstance(exc, ApiError):
         return exc
-    if is_database_unavailable(exc):
+    if outage.is_unavailable(exc):
         # Checked before StoreError: the store wraps driver errors in a plain StoreError.
         _log_outage(exc)
         return database_unavailable_error()
