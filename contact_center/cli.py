@@ -434,19 +434,36 @@ def _cmd_users_set_active(active: bool) -> Callable[[argparse.Namespace], int]:
             await set_user_active(session, args.username, active)
 
         _with_session(config, go)
+        # Disabling voids the user's sessions in the store: a running daemon ends them and
+        # closes the user's sockets within seconds (contact_center/auth/revocation.py).
         print(f"user {args.username} {'enabled' if active else 'disabled'}")
         return 0
 
     return command
 
 
+def cmd_users_password(args: argparse.Namespace) -> int:
+    """Set a user's password; their sessions end, as through the API."""
+    from crm_store.users import set_password
+
+    config = _load(args)
+    password = _read_password(args)
+
+    async def go(session: Any) -> None:
+        await set_password(session, args.username, password)
+
+    _with_session(config, go)
+    print(f"password of {args.username} set")
+    return 0
+
+
 # --- customers ----------------------------------------------------------------------
 
 
 def cmd_customers_import(args: argparse.Namespace) -> int:
-    """Import customers from CSV, idempotently by contact point."""
+    """Import customers from CSV: all rows or none; stored customers changed only if asked."""
     from crm_store import migrate
-    from crm_store.customer_csv import import_customers
+    from crm_store.customer_csv import describe_row, import_customers
     from crm_store.database import make_engine, make_sessionmaker
 
     config = _load(args)
@@ -458,21 +475,49 @@ def cmd_customers_import(args: argparse.Namespace) -> int:
         raise CommandError(f"{path}: cannot open ({exc.strerror})") from None
 
     async def go() -> Any:
-        await migrate.upgrade(config.database.url)
-        engine = make_engine(config.database.url)
+        url = config.database.url
+        if args.dry_run:
+            # A dry run writes nothing, not even the schema.
+            if not await migrate.is_up_to_date(url):
+                raise CommandError(
+                    f"{path}: the database schema is not up to date; run "
+                    "`contact-center db upgrade` first (a dry run changes nothing)"
+                )
+        else:
+            await migrate.upgrade(url)
+        engine = make_engine(url)
         try:
             return await import_customers(
-                make_sessionmaker(engine), stream, region=config.database.default_region
+                make_sessionmaker(engine),
+                stream,
+                region=config.database.default_region,
+                dry_run=args.dry_run,
+                update_existing=args.update_existing,
             )
         finally:
             await engine.dispose()
 
     with stream:
         report = _run_db(config, go())
-    print(
-        f"{path}: {report.created} created, {report.updated} updated, "
-        f"{report.unchanged} unchanged, {len(report.refused)} refused"
+    counts = (
+        f"{report.created} created, {report.updated} updated, {report.unchanged} unchanged, "
+        f"{report.skipped} skipped"
     )
+    if report.refused:
+        print(
+            f"{path}: nothing imported, {len(report.refused)} row(s) refused "
+            f"(the other rows would give {counts})"
+        )
+    elif report.dry_run:
+        print(f"{path}: dry run, nothing written; the import would give {counts}, 0 refused")
+    else:
+        print(f"{path}: {counts}, 0 refused")
+    listed = ("created", "updated", "skipped") if report.dry_run else ("updated", "skipped")
+    for row in report.rows if report.dry_run or not report.refused else ():
+        # Creations are listed only in a dry run (a real import of a new file would list
+        # every row); what changed, or was left alone, always.
+        if row.outcome in listed:
+            print(f"  {describe_row(row, dry_run=not report.written)}")
     for line_number, reason in report.refused:
         print(f"  line {line_number}: {reason}", file=sys.stderr)
     return 1 if report.refused else 0
@@ -702,12 +747,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_users_add)
     p = users.add_parser("list", parents=[common], help="list users")
     p.set_defaults(func=cmd_users_list)
-    p = users.add_parser("disable", parents=[common], help="stop a user from logging in")
+    p = users.add_parser(
+        "disable", parents=[common], help="stop a user from logging in and end their sessions"
+    )
     p.add_argument("username")
     p.set_defaults(func=_cmd_users_set_active(False))
     p = users.add_parser("enable", parents=[common], help="let a disabled user log in again")
     p.add_argument("username")
     p.set_defaults(func=_cmd_users_set_active(True))
+    p = users.add_parser(
+        "password", parents=[common], help="set a user's password and end their sessions"
+    )
+    p.add_argument("username")
+    p.add_argument(
+        "--password-stdin",
+        action="store_true",
+        help="read the password from the first line of standard input (else prompt)",
+    )
+    p.set_defaults(func=cmd_users_password)
 
     customers = sub.add_parser("customers", help="import and export customers").add_subparsers(
         dest="customers_command", metavar="ACTION", required=True
@@ -716,9 +773,21 @@ def build_parser() -> argparse.ArgumentParser:
         "import",
         parents=[common],
         help="import customers from CSV (columns: name, company, tier, language, segment, "
-        "notes, phones, emails; several values separated by ';'). Idempotent by phone/email.",
+        "notes, phones, emails; several values separated by ';'). Idempotent by phone/email; "
+        "all rows or none: one bad row and nothing is imported.",
     )
     p.add_argument("file", metavar="FILE.csv")
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="list what would be created, changed (field by field) or skipped; write nothing",
+    )
+    p.add_argument(
+        "--update-existing",
+        action="store_true",
+        help="change customers stored before the import when a row matches them "
+        "(default: such rows are skipped and listed)",
+    )
     p.set_defaults(func=cmd_customers_import)
     p = customers.add_parser("export", parents=[common], help="export customers as CSV")
     p.add_argument("-o", "--output", metavar="FILE", help="write here (default: standard output)")

@@ -24,6 +24,7 @@ from pydantic import (
     model_validator,
 )
 
+from contact_center import safe_yaml
 from contact_center.errors import ConfigError
 
 PositiveInt = Annotated[int, Field(gt=0)]
@@ -52,6 +53,10 @@ class WebConfig(_Model):
     # Where people reach the daemon; printed at start and used for links in emails.
     public_url: str | None = None
     shutdown_timeout_seconds: PositiveFloat = 10.0
+    # Per browser tab: a tab that stops reading is dropped (close 4008) once this many
+    # bytes wait for it; each user keeps this many sockets of each kind (the oldest closes).
+    websocket_queue_bytes: Annotated[int, Field(ge=16_384)] = 1_048_576
+    websocket_sockets_per_user: PositiveInt = 5
 
 
 class DatabaseConfig(_Model):
@@ -229,6 +234,9 @@ class RoutingConfig(_Model):
     tier_priority: dict[Tier, int] = {"bronze": 0, "silver": 1, "gold": 2, "platinum": 3}
     reason_codes: list[Name] = ["break", "lunch", "training", "meeting", "missed-offer"]
     dispositions: list[str] = ["resolved", "follow-up", "escalated", "wrong-number"]
+    # After a restart, an agent restored "ready" gets no offers until a desktop of theirs
+    # connects, and goes offline if none does within this many seconds (0: trust it).
+    restore_grace_seconds: Annotated[float, Field(ge=0)] = 60
 
     @field_validator("timezone")
     @classmethod
@@ -503,19 +511,22 @@ def _mark_overrides(lines: list[str], env: Mapping[str, str]) -> list[str]:
 
 
 def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Config:
-    """Read and validate a configuration file."""
+    """Read and validate a configuration file (bounded: see contact_center.safe_yaml)."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = safe_yaml.read_text(path)
     except FileNotFoundError:
         raise ConfigError([f"{path}: file not found"]) from None
     except OSError as exc:
         raise ConfigError([f"{path}: cannot read ({exc.strerror})"]) from None
+    except safe_yaml.YamlTooLarge as exc:
+        raise ConfigError([f"{path}: refused: the file is {exc}"]) from None
+    except UnicodeDecodeError as exc:
+        bad = exc.object[exc.start : exc.start + 1]
+        raise ConfigError([f"{path}: not UTF-8 text: byte {exc.start + 1} is {bad!r}"]) from None
     try:
-        raw = yaml.safe_load(text)
+        raw = safe_yaml.loads(text)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc)
+        where, problem = safe_yaml.describe(exc)
         raise ConfigError([f"{path}:{where}: invalid YAML: {problem}"]) from None
     return parse_config(raw, env)

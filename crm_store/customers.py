@@ -373,12 +373,18 @@ async def search_customers(
 
 
 async def customer_timeline(
-    session: AsyncSession, customer_id: int, *, limit: int = 20, before_id: int | None = None
+    session: AsyncSession,
+    customer_id: int,
+    *,
+    limit: int = 20,
+    before_id: int | None = None,
+    agent_id: int | None = None,
 ) -> list[Interaction]:
     """The customer's interactions on all channels, newest first (started_at, then id).
 
     Paging is by key, not offset: pass the id of the last interaction of a page as
     `before_id` to get the next, older page; rows added meanwhile do not shift pages.
+    `agent_id`: only the interactions that agent handled.
     """
     check_int_range(limit, "limit", 1, MAX_LIMIT)
     await _require_customer_id(session, customer_id)
@@ -388,6 +394,8 @@ async def customer_timeline(
         .order_by(Interaction.started_at.desc(), Interaction.id.desc())
         .limit(limit)
     )
+    if agent_id is not None:
+        statement = statement.where(Interaction.agent_id == agent_id)
     if before_id is not None:
         anchor = await session.get(Interaction, before_id)
         if anchor is None or anchor.customer_id != customer_id:

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Final
 
-from sqlalchemy import select
+from sqlalchemy import exists, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm_store._common import check_aware, check_int_range, clean_text, flush_or_conflict
@@ -36,6 +36,9 @@ UPDATABLE_FIELDS: Final = frozenset(
     }
 )
 MAX_BODY: Final = 1_000_000
+# How long after a contact ends its agent still reads the customer's history (follow-up
+# work, a service request opened after the call); see `agent_serves_customer`.
+SERVING_WINDOW: Final = timedelta(hours=12)
 
 
 def _check_choice(value: str, field: str, choices: Sequence[str]) -> str:
@@ -131,6 +134,34 @@ async def get_interaction(session: AsyncSession, interaction_id: int) -> Interac
     if interaction is None:
         raise NotFound(f"no interaction with id {interaction_id}")
     return interaction
+
+
+async def agent_serves_customer(
+    session: AsyncSession,
+    agent_id: int,
+    customer_id: int,
+    *,
+    now: datetime | None = None,
+    window: timedelta = SERVING_WINDOW,
+) -> bool:
+    """True when the agent handles, or handled within `window`, a contact of this customer.
+
+    What the read rules of issue 13 call "serving": an agent reads the history of the
+    customers they are serving, not of everyone. Offers not answered yet are live only
+    (routing's memory), so the web layer adds those.
+    """
+    since = (now or utcnow()) - window
+    return bool(
+        await session.scalar(
+            select(
+                exists().where(
+                    Interaction.customer_id == customer_id,
+                    Interaction.agent_id == agent_id,
+                    or_(Interaction.ended_at.is_(None), Interaction.ended_at >= since),
+                )
+            )
+        )
+    )
 
 
 async def update_interaction(

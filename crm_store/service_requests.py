@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Final
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
@@ -73,6 +73,17 @@ def _require_manager(actor: Actor, doing: str) -> None:
         raise PermissionDenied(
             f"{actor.username} ({actor.role}) may not {doing}: needs {' or '.join(MANAGER_ROLES)}"
         )
+
+
+def may_read(actor: Actor, sr: ServiceRequest) -> bool:
+    """Whether the actor reads this request by role alone: a manager, its assignee or creator.
+
+    An agent also reads the requests of a customer they are serving; the web layer knows
+    that (`contact_center/web/access.py`), the request alone does not.
+    """
+    if actor.role in MANAGER_ROLES:
+        return True
+    return actor.user_id is not None and actor.user_id in (sr.assigned_to_id, sr.created_by_id)
 
 
 def _require_assignee_or_manager(actor: Actor, sr: ServiceRequest, doing: str) -> None:
@@ -293,8 +304,12 @@ async def list_service_requests(
     assigned_to_id: int | None = None,
     statuses: Iterable[str] | None = None,
     limit: int = 100,
+    involving_id: int | None = None,
 ) -> list[ServiceRequest]:
-    """Requests matching the filters, newest first, with their transitions."""
+    """Requests matching the filters, newest first, with their transitions.
+
+    `involving_id`: only requests assigned to or created by that user.
+    """
     # A negative LIMIT means "no limit" to SQLite and is an error on PostgreSQL.
     check_int_range(limit, "limit", 1, MAX_LIMIT)
     statement = (
@@ -307,9 +322,26 @@ async def list_service_requests(
         statement = statement.where(ServiceRequest.customer_id == customer_id)
     if assigned_to_id is not None:
         statement = statement.where(ServiceRequest.assigned_to_id == assigned_to_id)
+    if involving_id is not None:
+        statement = statement.where(
+            or_(
+                ServiceRequest.assigned_to_id == involving_id,
+                ServiceRequest.created_by_id == involving_id,
+            )
+        )
     if statuses is not None:
         statement = statement.where(ServiceRequest.status.in_(_check_statuses(statuses)))
     return list((await session.scalars(statement)).all())
+
+
+async def created_by(session: AsyncSession, customer_id: int, user_id: int) -> set[int]:
+    """Ids of the customer's requests that this user created."""
+    found = await session.scalars(
+        select(ServiceRequest.id).where(
+            ServiceRequest.customer_id == customer_id, ServiceRequest.created_by_id == user_id
+        )
+    )
+    return set(found.all())
 
 
 async def open_service_requests(session: AsyncSession, customer_id: int) -> list[ServiceRequest]:

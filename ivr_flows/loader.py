@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from contact_center import safe_yaml
 from contact_center.errors import ContactCenterError
 from ivr_flows.model import (
     STEP_TYPES,
@@ -55,14 +56,23 @@ def load_flows(directory: str | Path, known_queues: set[str] | None = None) -> d
             problems.append(f"flow {name}: defined twice ({path.name})")
             continue
         try:
-            raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+            # Bounded: size, depth, no recursive aliases nor alias bombs (safe_yaml).
+            raw = safe_yaml.loads(safe_yaml.read_text(path))
         except OSError as exc:
             problems.append(f"flow {name}: cannot read {path} ({exc.strerror})")
             continue
+        except UnicodeDecodeError as exc:
+            problems.append(
+                f"flow {name}: cannot read {path} (not UTF-8 text: byte {exc.start + 1} "
+                f"is {exc.object[exc.start : exc.start + 1]!r})"
+            )
+            continue
+        except safe_yaml.YamlTooLarge as exc:
+            problems.append(f"flow {name}: refused {path}: the file is {exc}")
+            continue
         except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-            problem = getattr(exc, "problem", None) or str(exc)
+            where, problem = safe_yaml.describe(exc)
+            where = where.replace(" line", " at line", 1)
             problems.append(f"flow {name}: invalid YAML{where}: {problem}")
             continue
         try:

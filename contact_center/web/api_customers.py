@@ -8,6 +8,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
 from contact_center.keys import DAEMON
+from contact_center.web import access
 from contact_center.web.context import actor_of, transaction
 from contact_center.web.errors import ApiError, path_int, query_int, read_body
 from contact_center.web.routes import ANY_USER, RouteSpec
@@ -85,11 +86,16 @@ async def create(request: web.Request) -> web.Response:
 
 
 async def read(request: web.Request) -> web.Response:
-    """One customer with contact points and open service requests."""
+    """One customer with contact points and the open service requests the user may read."""
     customer_id = path_int(request, "customer_id")
+    scope = await access.read_scope(request)
     async with transaction(request) as db:
         customer = await customers.get_customer(db, customer_id)
         open_requests = await service_requests.open_service_requests(db, customer_id)
+        if not await access.serves_customer(scope, db, customer_id):
+            open_requests = [
+                sr for sr in open_requests if service_requests.may_read(scope.actor, sr)
+            ]
         payload = customer_json(customer)
         payload["open_service_requests"] = [service_request_json(sr) for sr in open_requests]
     return web.json_response(payload)
@@ -140,7 +146,11 @@ async def remove_contact(request: web.Request) -> web.Response:
 
 
 async def timeline(request: web.Request) -> web.Response:
-    """Interactions on every channel, newest first; page with `before=<last id>`."""
+    """Interactions on every channel, newest first; page with `before=<last id>`.
+
+    An agent not serving the customer (contact_center/web/access.py) gets only the
+    interactions they handled.
+    """
     customer_id = path_int(request, "customer_id")
     limit = query_int(request, "limit", 20, high=200)
     before = request.query.get("before")
@@ -148,8 +158,16 @@ async def timeline(request: web.Request) -> web.Response:
     routing = request.app[DAEMON].routing
     if routing is not None:
         await routing.writer.flush()  # routing's latest times and outcomes are shown
+    scope = await access.read_scope(request)
     async with transaction(request) as db:
-        items = await customers.customer_timeline(db, customer_id, limit=limit, before_id=before_id)
+        served = await access.serves_customer(scope, db, customer_id)
+        items = await customers.customer_timeline(
+            db,
+            customer_id,
+            limit=limit,
+            before_id=before_id,
+            agent_id=None if served else scope.user_id,
+        )
         payload = [interaction_json(ix) for ix in items]
     next_before = payload[-1]["id"] if len(payload) == limit else None
     return web.json_response({"interactions": payload, "next_before": next_before})

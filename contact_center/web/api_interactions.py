@@ -1,4 +1,8 @@
-"""`/api/v1/interactions`: read one, its messages, and the agent's wrap-up."""
+"""`/api/v1/interactions`: read one, its messages, and the agent's wrap-up.
+
+Who reads what: `contact_center/web/access.py` (an agent gets 404 for an interaction they
+may not read, as for one that does not exist).
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
 from contact_center.keys import DAEMON
+from contact_center.web import access
 from contact_center.web.context import actor_of, transaction
 from contact_center.web.errors import ApiError, path_int, read_body
 from contact_center.web.routes import ANY_USER, RouteSpec
@@ -23,13 +28,14 @@ class WrapUp(BaseModel):
 
 
 async def read(request: web.Request) -> web.Response:
-    """One interaction (any channel)."""
+    """One interaction (any channel), if the user may read it."""
     interaction_id = path_int(request, "interaction_id")
     routing = request.app[DAEMON].routing
     if routing is not None:
         await routing.writer.flush()  # read what routing has already decided
+    scope = await access.read_scope(request)
     async with transaction(request) as db:
-        ix = await interactions.get_interaction(db, interaction_id)
+        ix = await access.readable_interaction(scope, db, interaction_id)
         payload = interaction_json(ix)
     return web.json_response(payload)
 
@@ -37,8 +43,9 @@ async def read(request: web.Request) -> web.Response:
 async def messages(request: web.Request) -> web.Response:
     """The email, SMS or chat messages of an interaction, oldest first."""
     interaction_id = path_int(request, "interaction_id")
+    scope = await access.read_scope(request)
     async with transaction(request) as db:
-        await interactions.get_interaction(db, interaction_id)
+        await access.readable_interaction(scope, db, interaction_id)
         found = await interactions.list_messages(db, interaction_id)
         payload = [message_json(m) for m in found]
     return web.json_response({"messages": payload})
@@ -63,8 +70,10 @@ async def wrap_up(request: web.Request) -> web.Response:
     fields: dict[str, object] = {"disposition": body.disposition, "notes": body.notes}
     if body.customer_id is not None:
         fields["customer_id"] = body.customer_id
+    scope = await access.read_scope(request)
     async with transaction(request) as db:
-        ix = await interactions.get_interaction(db, interaction_id)
+        # 404 for what the agent may not even read; 403 for what they read but do not own.
+        ix = await access.readable_interaction(scope, db, interaction_id)
         if actor.role == "agent" and ix.agent_id != actor.user_id:
             raise ApiError(403, "auth.forbidden", "an agent wraps up only their own contacts")
         ix = await interactions.update_interaction(db, interaction_id, **fields)

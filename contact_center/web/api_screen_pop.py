@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from contact_center.keys import DAEMON
+from contact_center.web import access
 from contact_center.web.errors import ApiError, query_int
 from contact_center.web.routes import ANY_USER, RouteSpec
 
@@ -26,7 +27,8 @@ async def screen_pop(request: web.Request) -> web.Response:
         )
     else:
         raise ApiError(400, "request.query", "give one of phone, email or customer_id")
-    return web.json_response(pop.to_json())
+    # What an agent may read of it: contact_center/web/access.py.
+    return web.json_response(await access.screen_pop_for(request, pop.to_json()))
 
 
 ROUTES = [

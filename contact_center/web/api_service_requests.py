@@ -1,6 +1,8 @@
 """`/api/v1/service-requests`: create -> assign -> in progress -> feedback -> archived.
 
 The store enforces the workflow and who may move a request; handlers only translate.
+Who reads which request: `contact_center/web/access.py`. A request the user may not read
+answers 404, for reads and moves alike, as one that does not exist.
 """
 
 from __future__ import annotations
@@ -8,6 +10,7 @@ from __future__ import annotations
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
+from contact_center.web import access
 from contact_center.web.context import actor_of, transaction
 from contact_center.web.errors import ApiError, path_int, query_int, read_body
 from contact_center.web.routes import ANY_USER, SUPERVISORS, RouteSpec
@@ -55,19 +58,25 @@ def _full(sr: ServiceRequest) -> dict[str, object]:
 
 
 async def list_requests(request: web.Request) -> web.Response:
-    """Requests by status/customer; an agent sees the ones assigned to them."""
+    """Requests by status/customer/`mine` (assigned to me), of those the user may read.
+
+    An agent lists the requests assigned to or created by them, and with `customer_id`
+    of a customer they are serving, all of that customer's.
+    """
     actor = actor_of(request)
     limit = query_int(request, "limit", 100, high=500)
     statuses = [s for s in request.query.get("status", "").split(",") if s] or None
     customer = request.query.get("customer_id")
     customer_id = query_int(request, "customer_id", 0, high=2**62) if customer else None
-    mine = actor.role == "agent" or request.query.get("mine") in ("1", "true")
-    assigned_to_id = actor.user_id if mine and customer_id is None else None
+    mine = request.query.get("mine") in ("1", "true")
+    scope = await access.read_scope(request)
     async with transaction(request) as db:
+        served = customer_id is not None and await access.serves_customer(scope, db, customer_id)
         found = await srs.list_service_requests(
             db,
             customer_id=customer_id,
-            assigned_to_id=assigned_to_id,
+            assigned_to_id=actor.user_id if mine else None,
+            involving_id=None if scope.everything or served else scope.user_id,
             statuses=statuses,
             limit=limit,
         )
@@ -78,7 +87,11 @@ async def list_requests(request: web.Request) -> web.Response:
 async def create(request: web.Request) -> web.Response:
     """Open a request (status new)."""
     body = await read_body(request, RequestCreate)
+    scope = await access.read_scope(request)
     async with transaction(request) as db:
+        if body.interaction_id is not None:
+            # Linking names the interaction's customer in errors: only one the user reads.
+            await access.readable_interaction(scope, db, body.interaction_id)
         sr = await srs.create_service_request(db, **body.model_dump(), actor=actor_of(request))
         sr = await srs.get_service_request(db, sr.id)
         payload = _full(sr)
@@ -86,10 +99,11 @@ async def create(request: web.Request) -> web.Response:
 
 
 async def read(request: web.Request) -> web.Response:
-    """One request with its transitions."""
+    """One request with its transitions, if the user may read it."""
     sr_id = path_int(request, "sr_id")
+    scope = await access.read_scope(request)
     async with transaction(request) as db:
-        payload = _full(await srs.get_service_request(db, sr_id))
+        payload = _full(await access.readable_service_request(scope, db, sr_id))
     return web.json_response(payload)
 
 
@@ -109,7 +123,9 @@ async def assign(request: web.Request) -> web.Response:
 async def start(request: web.Request) -> web.Response:
     """The assignee starts working on it."""
     sr_id = path_int(request, "sr_id")
+    scope = await access.read_scope(request)
     async with transaction(request) as db:
+        await access.readable_service_request(scope, db, sr_id)
         sr = await srs.start(db, sr_id, actor=actor_of(request))
         payload = _full(await srs.get_service_request(db, sr.id))
     return web.json_response(payload)
@@ -119,7 +135,9 @@ async def request_feedback(request: web.Request) -> web.Response:
     """Work done: ask the customer for feedback."""
     sr_id = path_int(request, "sr_id")
     body = await read_body(request, Note)
+    scope = await access.read_scope(request)
     async with transaction(request) as db:
+        await access.readable_service_request(scope, db, sr_id)
         sr = await srs.request_feedback(db, sr_id, actor=actor_of(request), note=body.note)
         payload = _full(await srs.get_service_request(db, sr.id))
     return web.json_response(payload)
@@ -129,7 +147,9 @@ async def feedback(request: web.Request) -> web.Response:
     """Record the customer's CSAT: archived at 3+, back to a supervisor below."""
     sr_id = path_int(request, "sr_id")
     body = await read_body(request, Feedback)
+    scope = await access.read_scope(request)
     async with transaction(request) as db:
+        await access.readable_service_request(scope, db, sr_id)
         sr = await srs.record_feedback(
             db, sr_id, body.csat, actor=actor_of(request), comment=body.comment
         )

@@ -108,12 +108,14 @@ async def test_timeline_is_newest_first_and_paged(api: Api) -> None:
     start = datetime(2026, 11, 1, 9, 0, tzinfo=UTC)
     async with sessionmaker.begin() as db:
         for i, channel in enumerate(["voice", "email", "sms", "chat", "voice"]):
-            await interactions.record_interaction(
+            ix = await interactions.record_interaction(
                 db,
                 channel=channel,
                 customer_id=customer_id,
                 started_at=start + timedelta(hours=i),
             )
+        # The agent is on the latest contact, so reads the whole history (issue 13).
+        await interactions.update_interaction(db, ix.id, agent_id=api.user_ids["agent"])
     agent = await api.login("agent")
     url = f"/api/v1/customers/{customer_id}/timeline"
     page1 = await (await agent.get(url, params={"limit": "3"})).json()
@@ -139,11 +141,13 @@ async def test_screen_pop_by_any_phone_format_sees_fresh_writes(api: Api) -> Non
     sessionmaker = api.app[DAEMON].sessionmaker
     assert sessionmaker is not None
     async with sessionmaker.begin() as db:
-        await interactions.record_interaction(
+        sms = await interactions.record_interaction(
             db,
             channel="sms",
             customer_id=int(created["id"]),  # type: ignore[call-overload]
         )
+        # The agent's own open contact: they read this customer's history (issue 13).
+        await interactions.update_interaction(db, sms.id, agent_id=api.user_ids["agent"])
     pop = await (await agent.get("/api/v1/screen-pop", params={"phone": "+44 20 7946 0018"})).json()
     assert pop["customer"]["name"] == "Zoë Martin"
     assert [i["channel"] for i in pop["interactions"]] == ["sms"]

@@ -358,15 +358,28 @@ def test_customers_import_reports_bad_rows_and_is_idempotent(store: Cli) -> None
     )
     first = store("customers", "import", str(csv_file))
     assert first.returncode == 1
-    assert first.stdout.strip() == (f"{csv_file}: 3 created, 0 updated, 0 unchanged, 2 refused")
+    assert first.stdout.strip() == (
+        f"{csv_file}: nothing imported, 2 row(s) refused "
+        "(the other rows would give 3 created, 0 updated, 0 unchanged, 0 skipped)"
+    )
     refused = first.stderr.splitlines()
     assert len(refused) == 2, first.stderr
     assert refused[0].startswith("  line 3: ") and "not-a-phone" in refused[0]
     assert refused[1].startswith("  line 5: ") and "diamond" in refused[1]
+    assert "Ana Lopez" not in store("customers", "export").stdout  # all rows or none
 
+    lines = csv_file.read_text(encoding="utf-8").splitlines(keepends=True)
+    csv_file.write_text("".join(lines[i] for i in (0, 1, 3, 5)), encoding="utf-8")
+    fixed = store("customers", "import", str(csv_file))
+    assert fixed.returncode == 0, fixed.stderr
+    assert fixed.stdout.strip() == (
+        f"{csv_file}: 3 created, 0 updated, 0 unchanged, 0 skipped, 0 refused"
+    )
     second = store("customers", "import", str(csv_file))
-    assert second.returncode == 1
-    assert second.stdout.strip() == (f"{csv_file}: 0 created, 0 updated, 3 unchanged, 2 refused")
+    assert second.returncode == 0, second.stderr
+    assert second.stdout.strip() == (
+        f"{csv_file}: 0 created, 0 updated, 3 unchanged, 0 skipped, 0 refused"
+    )
     exported = store("customers", "export").stdout
     assert exported.count("Ana Lopez") == 1
     assert "+442079460999;+447700900999" in exported
@@ -408,7 +421,7 @@ def test_customers_export_round_trip(store: Cli) -> None:
     again = store("customers", "import", str(out))
     assert again.returncode == 0, again.stderr
     assert again.stdout.strip() == (
-        f"{out}: 0 created, 0 updated, {len(rows) - 1} unchanged, 0 refused"
+        f"{out}: 0 created, 0 updated, {len(rows) - 1} unchanged, 0 skipped, 0 refused"
     )
     assert store("customers", "export").stdout == to_stdout.stdout
 

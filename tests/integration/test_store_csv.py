@@ -25,8 +25,12 @@ GOOD = (
 )
 
 
-async def _import(store: Store, text: str) -> customer_csv.ImportReport:
-    return await customer_csv.import_customers(store.sessionmaker, io.StringIO(text), region="GB")
+async def _import(
+    store: Store, text: str, *, update_existing: bool = False
+) -> customer_csv.ImportReport:
+    return await customer_csv.import_customers(
+        store.sessionmaker, io.StringIO(text), region="GB", update_existing=update_existing
+    )
 
 
 async def test_import_twice_creates_nothing_the_second_time(
@@ -45,7 +49,7 @@ async def test_import_twice_creates_nothing_the_second_time(
         assert raj is not None and raj.tier == "silver"
 
 
-async def test_bad_rows_are_refused_with_line_and_reason_and_the_rest_imports(
+async def test_bad_rows_are_refused_with_line_and_reason_and_nothing_imports(
     store: Store,
 ) -> None:
     text = (
@@ -57,7 +61,7 @@ async def test_bad_rows_are_refused_with_line_and_reason_and_the_rest_imports(
         + "Good Two,,,,,,,two@example.com\n"
     )
     report = await _import(store, text)
-    assert (report.created, report.updated) == (2, 0)
+    assert (report.created, report.updated, report.written) == (2, 0, False)
     lines = [line for line, _reason in report.refused]
     assert lines == [3, 4, 5]
     reasons = dict(report.refused)
@@ -65,13 +69,15 @@ async def test_bad_rows_are_refused_with_line_and_reason_and_the_rest_imports(
     assert "tier" in reasons[4]
     assert "expected 8 fields" in reasons[5]
     async with store.sessionmaker() as session:
-        assert await customers.count_customers(session) == 2
+        assert await customers.count_customers(session) == 0  # all or nothing
 
 
 async def test_a_row_updates_the_customer_owning_its_contact(store: Store) -> None:
     await _import(store, GOOD)
     report = await _import(
-        store, HEADER + "Zoë Martin,Northwind Ltd,,,,,020 7946 0018,zoe.m@work.example\n"
+        store,
+        HEADER + "Zoë Martin,Northwind Ltd,,,,,020 7946 0018,zoe.m@work.example\n",
+        update_existing=True,
     )
     assert (report.created, report.updated) == (0, 1)
     async with store.sessionmaker() as session:
@@ -147,13 +153,17 @@ async def test_refused_rows_report_the_physical_line_and_the_reason(
         + 'Unterminated,,,,,"oops,,\n'
     )
     report = await _import(store, text)
-    assert (report.created, report.updated, report.unchanged) == (2, 0, 0)
+    assert (report.created, report.updated, report.unchanged) == (2, 0, 0)  # would have been
     assert report.refused == [
         (5, "'not-an-email' is not an email address"),
         (6, "name must not be empty"),
         (7, "a field contains a NUL character"),
         (9, "expected 8 fields, found 6"),
     ]
+    assert await count_rows() == {table: 0 for table in await count_rows()}
+    # Without its bad lines the same file imports, multi-line cell included.
+    good = "".join(text.splitlines(keepends=True)[i] for i in (0, 1, 2, 3, 7))
+    assert (await _import(store, good)).refused == []
     async with store.sessionmaker() as session:
         multi = await customers.find_customer_by_phone(session, "020 7946 0101", "GB")
         assert multi is not None
@@ -184,7 +194,7 @@ async def test_rows_of_one_file_sharing_a_contact_are_one_customer(store: Store)
         ]
 
 
-async def test_a_row_joining_two_customers_is_refused_and_the_rest_imports(
+async def test_a_row_joining_two_customers_is_refused_and_nothing_imports(
     store: Store,
 ) -> None:
     await _import(store, GOOD)
@@ -192,7 +202,7 @@ async def test_a_row_joining_two_customers_is_refused_and_the_rest_imports(
         HEADER + "Mixed,,,,,,07700 900123,zoe@example.com\n" + "New Person,,,,,,,new@example.com\n"
     )
     report = await _import(store, text)
-    assert (report.created, report.updated) == (1, 0)
+    assert (report.created, report.updated, report.written) == (1, 0, False)
     [(line, reason)] = report.refused
     assert line == 2
     assert "contact points belong to different customers" in reason
@@ -200,7 +210,7 @@ async def test_a_row_joining_two_customers_is_refused_and_the_rest_imports(
     async with store.sessionmaker() as session:
         zoe = await customers.find_customer_by_email(session, "zoe@example.com")
         assert zoe is not None and zoe.name == "Zoë Martin"
-        assert await customers.count_customers(session) == 3
+        assert await customers.count_customers(session) == 2
 
 
 async def test_an_update_adding_a_contact_owned_elsewhere_changes_nothing(
@@ -212,6 +222,7 @@ async def test_an_update_adding_a_contact_owned_elsewhere_changes_nothing(
     report = await _import(
         store,
         HEADER + "Zoe Renamed,,,,,,+44 20 7946 0018,\n" + "Other,,platinum,,,,,zoe@example.com\n",
+        update_existing=True,
     )
     assert (report.updated, report.refused) == (2, [])
     after = await count_rows()
@@ -232,6 +243,7 @@ async def test_imports_are_audited_under_the_acting_user(store: Store) -> None:
         io.StringIO(HEADER + "Zoë Martin,,platinum,,,,,zoe@example.com\n"),
         region="GB",
         actor=admin,
+        update_existing=True,
     )
     async with store.sessionmaker() as session:
         zoe = await customers.find_customer_by_email(session, "zoe@example.com")
