@@ -171,6 +171,23 @@ async def count_users(session: AsyncSession, role: str | None = None) -> int:
     return int(await session.scalar(query) or 0)
 
 
+# A phone device as Asterisk's Dial() and an AMI `Channel:` take it: TECH/resource
+# (`PJSIP/1001`, `Local/100@cc-phones/n`). No `&` (a second device rings), `,` (Dial or
+# ChanSpy options), `$`/`{` (dialplan expressions), blanks or line breaks.
+DEVICE_PATTERN: Final = re.compile(r"[A-Za-z][A-Za-z0-9_-]*/[A-Za-z0-9_@.:+#*/-]{1,120}")
+
+
+def clean_device(value: object) -> str | None:
+    """An agent's phone device, checked as the PBX will use it; None when empty."""
+    device = clean_text(value, "device", 200)
+    if device is not None and not DEVICE_PATTERN.fullmatch(device):
+        raise InvalidData(
+            f"device {device[:40]!r} is not a phone device: expected TECH/resource such as "
+            "PJSIP/1001 or Local/100@cc-phones/n"
+        )
+    return device
+
+
 async def create_user(
     session: AsyncSession,
     *,
@@ -194,7 +211,7 @@ async def create_user(
         is_active=True,
         skills=validate_skills(skills),
         capacities=validate_capacities(capacities),
-        device=clean_text(device, "device", 200),
+        device=clean_device(device),
     )
     _check_password(password)
     if await get_user_by_username(session, name) is not None:
@@ -234,7 +251,7 @@ async def update_user(
     if capacities is not UNSET:
         wanted["capacities"] = validate_capacities(capacities)
     if device is not UNSET:
-        wanted["device"] = clean_text(device, "device", 200)
+        wanted["device"] = clean_device(device)
     if role is not UNSET:
         wanted["role"] = _check_role(role)
     changes = {

@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Container
 
+from crm_store.users import DEVICE_PATTERN
 from routing.router import RoutingError
 
 MAX_DIAL_LENGTH = 32  # E.164 is at most 15 digits; room for prefixes and feature codes
@@ -40,15 +41,10 @@ def transfer_target(text: str, queues: Container[str]) -> tuple[str, bool]:
     return dial_string(text), False
 
 
-# A phone device as a dialplan `Dial()` and an AMI `Channel:` take it: technology/resource
-# (`PJSIP/1001`, `Local/100@cc-phones/n`). No `&` (a second device), `,` (Dial or ChanSpy
-# options), `$`/`{` (dialplan expressions), whitespace or line breaks.
-_DEVICE = re.compile(r"[A-Za-z][A-Za-z0-9_-]*/[A-Za-z0-9_@.:+#*/-]{1,120}")
-
-
 def device_name(text: str) -> str:
     """A phone device (`TECH/resource`) safe for Dial and AMI; RoutingError otherwise."""
-    if not _DEVICE.fullmatch(text):
+    # The store refuses any other device when it is saved; this guards older rows too.
+    if not DEVICE_PATTERN.fullmatch(text):
         raise RoutingError(
             "routing.bad_device",
             f"{text[:40]!r} is not a phone device: expected TECH/resource such as PJSIP/1001",

@@ -183,7 +183,9 @@ async def login(request: web.Request) -> web.Response:
         session.token,
         httponly=True,
         samesite="Lax",
-        secure=request.secure,
+        # Behind a TLS proxy the request reaching us is plain HTTP: an https public URL
+        # still makes the cookie Secure, so the browser never sends it in clear.
+        secure=request.secure or _public_https(daemon.config.web.public_url),
         path="/",
         max_age=int(daemon.sessions.lifetime_seconds),
     )
@@ -212,3 +214,7 @@ ROUTES = [
     RouteSpec("POST", "/api/v1/auth/logout", logout, ANY_USER, "Log out"),
     RouteSpec("GET", "/api/v1/auth/me", me, ANY_USER, "The logged-in user and CSRF token"),
 ]
+
+
+def _public_https(public_url: str | None) -> bool:
+    return public_url is not None and public_url.lower().startswith("https://")

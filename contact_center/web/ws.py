@@ -87,7 +87,11 @@ def _same_origin(request: web.Request) -> bool:
     origin = request.headers.get("Origin")
     if origin is None:
         return True  # not a browser (CLI tools, tests): the cookie is still required
-    return urlsplit(origin).netloc == request.host
+    netloc = urlsplit(origin).netloc
+    # Behind a TLS proxy the page's origin is the public address, which the proxy may not
+    # pass on as Host: `web.public_url` names it.
+    public = request.app[DAEMON].config.web.public_url
+    return netloc == request.host or (public is not None and netloc == urlsplit(public).netloc)
 
 
 async def _serve(request: web.Request, kind: str) -> web.StreamResponse:

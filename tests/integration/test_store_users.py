@@ -74,6 +74,12 @@ async def test_display_name_defaults_to_username(store: Any) -> None:
         ({"capacities": {"fax": 1}}, "fax"),
         ({"capacities": {"voice": -1}}, "non-negative"),
         ({"capacities": {"chat": 1.5}}, "non-negative"),
+        # Devices reach Dial() and ChanSpy: a second device or extra options are refused.
+        ({"device": "PJSIP/1001&PJSIP/2000"}, "not a phone device"),
+        ({"device": "PJSIP/1001,B"}, "not a phone device"),
+        ({"device": "PJSIP/${EXTEN}"}, "not a phone device"),
+        ({"device": "1001"}, "not a phone device"),
+        ({"device": "PJSIP/1001\r\nAction: Hangup"}, "not a phone device"),
     ],
 )
 async def test_bad_user_data_is_refused_and_nothing_written(
