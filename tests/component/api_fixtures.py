@@ -136,3 +136,15 @@ async def start_api(
         for user_id in ids.values():
             await routing.sync_user(user_id)
     return Api(app, server, client_factory, ids)
+
+
+def json_body_routes(app: web.Application) -> list[Any]:
+    """Every route that takes a JSON body (its RouteSpec), in a stable order."""
+    from contact_center.web.routes import route_spec
+
+    found = []
+    for route in app.router.routes():
+        spec = route_spec(route)
+        if spec is not None and spec.body is not None and route.method != "HEAD":
+            found.append(spec)
+    return sorted(found, key=lambda s: (s.path, s.method))

@@ -16,8 +16,8 @@ from typing import Any, Literal, Union, get_args, get_origin
 import aiohttp
 from pydantic import BaseModel
 
-from contact_center.web.routes import PUBLIC, RouteSpec, declared_roles, route_spec
-from tests.component.api_fixtures import Api, Session
+from contact_center.web.routes import PUBLIC, declared_roles, route_spec
+from tests.component.api_fixtures import Api, Session, json_body_routes
 
 HUGE = 2**64
 MARK = 2**64 + 424242  # replaced by a 5,000-digit literal in the raw text
@@ -54,15 +54,6 @@ def _concrete(path: str, value: str = "1") -> str:
     return re.sub(r"\{\w+\}", value, path)
 
 
-def _body_routes(api: Api) -> list[RouteSpec]:
-    specs = []
-    for route in api.app.router.routes():
-        spec = route_spec(route)
-        if spec is not None and spec.body is not None and route.method != "HEAD":
-            specs.append(spec)
-    return specs
-
-
 async def _send(session: Session, method: str, path: str, text: str) -> aiohttp.ClientResponse:
     response = await session.client.request(
         method,
@@ -80,7 +71,7 @@ async def _assert_refused(response: aiohttp.ClientResponse, what: str) -> None:
 
 async def test_every_json_body_route_refuses_huge_ints_and_deep_nesting(api: Api) -> None:
     admin = await api.login("admin")
-    specs = _body_routes(api)
+    specs = json_body_routes(api.app)
     assert len(specs) >= 8
     for spec in specs:
         assert spec.body is not None

@@ -4,6 +4,8 @@ from the public origin is accepted while other origins are still refused."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -19,10 +21,10 @@ from tests.component.api_fixtures import config_for
 PUBLIC = "https://cc.example.com"
 
 
-async def test_an_https_public_url_makes_the_cookie_secure_and_its_origin_welcome(
-    tmp_path: Path, fast_hasher: None
-) -> None:
-    app = make_app(config_for(tmp_path, web={"public_url": PUBLIC}))
+@contextlib.asynccontextmanager
+async def logged_in(tmp_path: Path, **sections: Any) -> AsyncIterator[tuple[Any, Any]]:
+    """(client, login response) for an agent of a daemon configured with `sections`."""
+    app = make_app(config_for(tmp_path, **sections))
     client: TestClient[Any, Any] = TestClient(TestServer(app))
     await client.start_server()
     try:
@@ -32,6 +34,15 @@ async def test_an_https_public_url_makes_the_cookie_secure_and_its_origin_welcom
             "/api/v1/auth/login", json={"username": "ann", "password": "agent-pass-1"}
         )
         assert response.status == 200
+        yield client, response
+    finally:
+        await client.close()
+
+
+async def test_an_https_public_url_makes_the_cookie_secure_and_its_origin_welcome(
+    tmp_path: Path, fast_hasher: None
+) -> None:
+    async with logged_in(tmp_path, web={"public_url": PUBLIC}) as (client, response):
         cookie = response.headers["Set-Cookie"]
         assert "Secure" in cookie and "HttpOnly" in cookie
         # The proxy hands the browser's Secure cookie on over plain HTTP (a client here
@@ -45,22 +56,10 @@ async def test_an_https_public_url_makes_the_cookie_secure_and_its_origin_welcom
                 "/ws/agent", headers={**headers, "Origin": "https://evil.example"}
             )
         assert refused.value.status == 403
-    finally:
-        await client.close()
 
 
 async def test_without_a_public_url_a_plain_http_login_cookie_is_not_secure(
     tmp_path: Path, fast_hasher: None
 ) -> None:
-    app = make_app(config_for(tmp_path))
-    client: TestClient[Any, Any] = TestClient(TestServer(app))
-    await client.start_server()
-    try:
-        async with app[DAEMON].sessionmaker.begin() as db:  # type: ignore[union-attr]
-            await users.create_user(db, username="ann", role="agent", password="agent-pass-1")
-        response = await client.post(
-            "/api/v1/auth/login", json={"username": "ann", "password": "agent-pass-1"}
-        )
+    async with logged_in(tmp_path) as (_client, response):
         assert "Secure" not in response.headers["Set-Cookie"]
-    finally:
-        await client.close()

@@ -23,10 +23,10 @@ from aiohttp.test_utils import TestClient, TestServer
 from hypothesis import given
 from hypothesis import strategies as st
 
-from contact_center.web.routes import RouteSpec, route_spec
+from contact_center.web.routes import RouteSpec
 from contact_center.web.ws import WS_MESSAGES
 from crm_store import users
-from tests.component.api_fixtures import Api, Session, start_api
+from tests.component.api_fixtures import Api, Session, json_body_routes, start_api
 from tests.component.conftest import FAST_HASHER
 from tests.fuzz.support import FUZZ, mutated
 
@@ -97,15 +97,6 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
         users.password_hasher = hasher
 
 
-def _body_routes(api: Api) -> list[RouteSpec]:
-    found = []
-    for route in api.app.router.routes():
-        spec = route_spec(route)
-        if spec is not None and spec.body is not None and route.method != "HEAD":
-            found.append(spec)
-    return sorted(found, key=lambda s: (s.path, s.method))
-
-
 def _concrete(path: str) -> str:
     return re.sub(r"\{\w+\}", "1", path.replace("{username}", "supervisor"))
 
@@ -122,7 +113,7 @@ async def _post(rig: Rig, spec: RouteSpec, data: bytes) -> tuple[int, str]:
 
 @pytest.fixture(scope="module")
 def body_routes(rig: Rig) -> list[RouteSpec]:
-    found = _body_routes(rig.api)
+    found = json_body_routes(rig.api.app)
     assert len(found) >= 8
     return found
 
