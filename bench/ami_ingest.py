@@ -16,6 +16,8 @@ In memory, the stream is fed in 16 KiB reads as a socket would deliver them:
   stock panoramisk  AMIProtocol.data_received: chunk decode, split, Message.from_line,
                     handle_message, dispatch (to a counting factory, no callbacks)
   bare split        the practical limit: split on CRLF CRLF, decode, dict of lines
+  bare, filtered    the same, skipping undecoded the events our filter skips (like for
+                    like with "ours, filtered")
   ours, all         AmiParser(): every message framed and decoded
   ours, filtered    AmiParser(TRACKED_EVENTS): VarSet, CEL, Cdr, ... skipped undecoded
   ours + tracker    filtered framing then CallTracker.feed_message (domain events)
@@ -33,11 +35,13 @@ contender reads the whole stream over its own connection, timed from its first b
                     the offer, CallEnded removes or ends the contact; done once the
                     connection closed and the bus drained
   bare split        asyncio stream reader, split on CRLF CRLF, decode, dict of lines
+  bare, filtered    the same, skipping the events the pipeline's filter skips: the
+                    like-for-like baseline the target is measured against
   stock panoramisk  panoramisk.Manager with its own AMIProtocol and a '*' async callback
                     that counts events (stock runs them as tasks: counted when they run)
 
 Target (the issue): the whole pipeline >= 60,000 messages/s on one core, at least 40% of
-the bare parser and more than twice stock panoramisk.
+the bare parser skipping the same events, and more than twice stock panoramisk.
 
 Ends with one line holding a JSON object of the figures and ratios.
 """
@@ -174,6 +178,36 @@ def run_bare(chunks: list[bytes]) -> int:
             dict(
                 line.partition(": ")[::2] for line in block.decode("utf-8", "replace").split("\r\n")
             )
+            count += 1
+    return count
+
+
+_WANTED = frozenset(name.encode() for name in TRACKED_EVENTS)
+
+
+def _bare_skips(block: bytes) -> bool:
+    """The bare parser's version of our filter: an event not wanted and not answering an
+    action, recognised from its first line and skipped undecoded (like for like)."""
+    if not block.startswith(b"Event: "):
+        return False
+    eol = block.find(b"\r\n")
+    name = block[7:] if eol < 0 else block[7:eol]
+    return name not in _WANTED and b"\r\nActionID: " not in block
+
+
+def run_bare_filtered(chunks: list[bytes]) -> int:
+    """The bare parser skipping the events our filter skips; returns the messages seen."""
+    rest = b""
+    count = 0
+    for chunk in chunks:
+        blocks = (rest + chunk).split(b"\r\n\r\n")
+        rest = blocks.pop()
+        for block in blocks:
+            if not _bare_skips(block):
+                dict(
+                    line.partition(": ")[::2]
+                    for line in block.decode("utf-8", "replace").split("\r\n")
+                )
             count += 1
     return count
 
@@ -453,8 +487,9 @@ async def socket_pipeline(port: int, config: Config, agents: int) -> SocketRun:
     )
 
 
-async def socket_bare(port: int) -> SocketRun:
-    """The practical limit: asyncio streams, split on CRLF CRLF, decode, dict of lines."""
+async def socket_bare(port: int, filtered: bool = False) -> SocketRun:
+    """The practical limit: asyncio streams, split on CRLF CRLF, decode, dict of lines
+    (with `filtered`, the events our filter skips are skipped undecoded here too)."""
     reader, writer = await asyncio.open_connection(HOST, port)
     messages = events = 0
     async with asyncio.timeout(RUN_TIMEOUT):
@@ -469,11 +504,14 @@ async def socket_bare(port: int) -> SocketRun:
             blocks = (rest + chunk).split(END)
             rest = blocks.pop()
             for block in blocks:
+                messages += 1
+                if filtered and _bare_skips(block):
+                    events += 1
+                    continue
                 headers = dict(
                     line.partition(": ")[::2]
                     for line in block.decode("utf-8", "replace").split("\r\n")
                 )
-                messages += 1
                 if "Event" in headers:
                     events += 1
     seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
@@ -528,6 +566,7 @@ def measure_socket(
     contenders: dict[str, Callable[[int], Coroutine[Any, Any, SocketRun]]] = {
         "whole pipeline": lambda port: socket_pipeline(port, config, agents),
         "bare split": socket_bare,
+        "bare, filtered": lambda port: socket_bare(port, filtered=True),
         "stock panoramisk": socket_stock,
     }
     context = multiprocessing.get_context("spawn")
@@ -569,7 +608,7 @@ def report_socket(
     rounds = len(runs["bare split"])
     counted = {name: [run.events for run in each] for name, each in runs.items()}
     bad = {name: c for name, c in counted.items() if any(n != events for n in c)}
-    bare_messages = {run.messages for run in runs["bare split"]}
+    bare_messages = {run.messages for run in runs["bare split"] + runs["bare, filtered"]}
     if bad or bare_messages != {messages}:
         sys.exit(f"event counts differ from the {events:,} on the wire: {bad} {bare_messages}")
     seconds = {name: statistics.median(run.seconds for run in each) for name, each in runs.items()}
@@ -579,10 +618,13 @@ def report_socket(
         for name, each in runs.items()
     }
     pipeline, bare, stock = rate["whole pipeline"], rate["bare split"], rate["stock panoramisk"]
-    vs_bare, vs_stock = pipeline / bare, pipeline / stock
+    # Like for like: the pipeline skips most events undecoded, so the baseline it is held
+    # to skips the same ones; the bare parser decoding everything is shown beside it.
+    bare_like = rate["bare, filtered"]
+    vs_bare, vs_bare_all, vs_stock = pipeline / bare_like, pipeline / bare, pipeline / stock
     checks = {
         f">= {TARGET_RATE:,} messages/s": pipeline >= TARGET_RATE,
-        f">= {TARGET_VS_BARE:.0%} of bare": vs_bare >= TARGET_VS_BARE,
+        f">= {TARGET_VS_BARE:.0%} of bare (same filter)": vs_bare >= TARGET_VS_BARE,
         f"> {TARGET_VS_STOCK:g}x stock": vs_stock > TARGET_VS_STOCK,
     }
     met = all(checks.values())
@@ -598,7 +640,8 @@ def report_socket(
             f"{name:<18} {rate[name]:>12,.0f} {seconds[name] * 1000:>10.1f} {cpu_share[name]:>9.0%}"
         )
     print(
-        f"pipeline / bare {vs_bare:.2f}x, pipeline / stock {vs_stock:.2f}x; target "
+        f"pipeline / bare with the same filter {vs_bare:.2f}x (/ bare decoding all "
+        f"{vs_bare_all:.2f}x), pipeline / stock {vs_stock:.2f}x; target "
         + ", ".join(f"{label} {'yes' if ok else 'NO'}" for label, ok in checks.items())
         + f": {'met' if met else 'NOT met'}"
     )
@@ -639,7 +682,8 @@ def report_socket(
         "median_ms": {name: round(value * 1000, 1) for name, value in seconds.items()},
         "reader_cpu_share": {name: round(value, 2) for name, value in cpu_share.items()},
         "counted_events": {name: c[-1] for name, c in counted.items()},
-        "ratio_pipeline_vs_bare": round(vs_bare, 3),
+        "ratio_pipeline_vs_bare_same_filter": round(vs_bare, 3),
+        "ratio_pipeline_vs_bare_all": round(vs_bare_all, 3),
         "ratio_pipeline_vs_stock": round(vs_stock, 3),
         "target": {label: ok for label, ok in checks.items()},
         "target_met": met,
@@ -665,12 +709,13 @@ def run_memory(stream: bytes, rounds: int) -> dict[str, Any]:
     contenders: dict[str, Callable[[], int]] = {
         "stock panoramisk": lambda: run_stock(chunks),
         "bare split": lambda: run_bare(chunks),
+        "bare, filtered": lambda: run_bare_filtered(chunks),
         "ours, all": lambda: run_ours(chunks),
         "ours, filtered": lambda: run_ours(chunks, TRACKED_EVENTS),
         "ours + tracker": lambda: run_tracker(chunks),
     }
     times, outputs = measure(contenders, rounds)
-    if outputs["ours, all"] != messages or outputs["bare split"] != messages:
+    if {outputs["ours, all"], outputs["bare split"], outputs["bare, filtered"]} != {messages}:
         sys.exit(f"message counts differ: {outputs} vs {messages} on the wire")
 
     rate = {name: messages / statistics.median(t) for name, t in times.items()}
@@ -688,6 +733,11 @@ def run_memory(stream: bytes, rounds: int) -> dict[str, Any]:
             f" {rate[name] / stock:>8.2f}x {rate[name] / bare:>7.2f}x"
         )
     print(
+        "like for like: ours, all vs bare split "
+        f"{rate['ours, all'] / bare:.2f}x; ours, filtered vs bare, filtered "
+        f"{rate['ours, filtered'] / rate['bare, filtered']:.2f}x"
+    )
+    print(
         f"stock dispatched {outputs['stock panoramisk']:,} events; "
         f"filtered framing delivered {outputs['ours, filtered']:,} messages; "
         f"tracker produced {outputs['ours + tracker']:,} domain events"
@@ -700,6 +750,10 @@ def run_memory(stream: bytes, rounds: int) -> dict[str, Any]:
         "msgs_per_s": {name: round(value) for name, value in rate.items()},
         "ratio_vs_stock": {name: round(value / stock, 2) for name, value in rate.items()},
         "ratio_vs_bare": {name: round(value / bare, 2) for name, value in rate.items()},
+        "ratio_like_for_like": {
+            "all": round(rate["ours, all"] / bare, 2),
+            "filtered": round(rate["ours, filtered"] / rate["bare, filtered"], 2),
+        },
         "domain_events": outputs["ours + tracker"],
     }
 
