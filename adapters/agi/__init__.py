@@ -7,6 +7,7 @@ from adapters.agi.channel import (
     AgiError,
     AgiTimeout,
     CallerHungUp,
+    PromptMissing,
 )
 from adapters.agi.codec import AgiEnvironment, AgiProtocolError, AgiResponse
 from adapters.agi.server import AgiHandler, AgiServerStats, FastAgiServer
@@ -24,4 +25,5 @@ __all__ = [
     "AgiTimeout",
     "CallerHungUp",
     "FastAgiServer",
+    "PromptMissing",
 ]

@@ -3,7 +3,10 @@
 Every read has a timeout, and a late reply would be taken for the next command's, so a
 timeout (or anything else that leaves the stream out of step) closes the channel. The
 caller hanging up shows up as a `HANGUP` line, a `result=-1` from a command that plays to
-the caller, a 511 reply (dead channel) or EOF, and is raised as `CallerHungUp`.
+the caller, a 511 reply (dead channel) or EOF, and is raised as `CallerHungUp`. A missing
+sound file also makes STREAM FILE and GET DATA answer `result=-1`: for those two a
+CHANNEL STATUS tells them apart (refused with 511, or a HANGUP line, when the caller has
+gone), and a prompt that is missing raises `PromptMissing`.
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ log = logging.getLogger(__name__)
 DEFAULT_READ_TIMEOUT = 10.0
 DEFAULT_MEDIA_TIMEOUT = 600.0
 CLOSE_TIMEOUT = 1.0  # seconds to wait for the socket close to complete
+# After a `result=-1`: how long a HANGUP line may take to follow before we ask.
+HANGUP_GRACE = 0.1
 
 
 class AgiError(Exception):
@@ -28,6 +33,11 @@ class AgiError(Exception):
 
 class CallerHungUp(AgiError):
     """The caller has hung up (HANGUP line, result=-1, dead channel or EOF)."""
+
+
+class PromptMissing(AgiError):
+    """The sound file does not exist: Asterisk answered `result=-1` (as for a hang-up,
+    `endpos=0`) but the channel is still up."""
 
 
 class AgiTimeout(AgiError):
@@ -83,6 +93,8 @@ class AgiChannel:
         self._lock = asyncio.Lock()
         self._responses = codec.ResponseReader()
         self.caller_hung_up = False
+        # The last hang-up was only a `result=-1` (a missing file answers the same).
+        self._hung_up_by_result = False
         self.closed = False
         self.commands_sent = 0
 
@@ -147,9 +159,41 @@ class AgiChannel:
             line, reply_timeout=self.media_timeout if reply_timeout is None else reply_timeout
         )
         if response.result == "-1":
-            self.caller_hung_up = True
+            self.caller_hung_up = self._hung_up_by_result = True
             raise CallerHungUp(f"{self.name}: {line!r} -> result=-1")
         return response
+
+    async def _playing_file(self, line: str, reply_timeout: float | None) -> AgiResponse:
+        """`_playing` for a command that opens a sound file: `result=-1` with the
+        channel still up is the file missing, not the caller gone."""
+        self._hung_up_by_result = False
+        try:
+            return await self._playing(line, reply_timeout)
+        except CallerHungUp:
+            if self.closed or not self._hung_up_by_result:
+                raise
+        # A caller who hung up is usually followed by a HANGUP line at once: no probe then.
+        if await self._hangup_line_follows():
+            raise CallerHungUp(f"{self.name}: {line!r} -> result=-1, HANGUP")
+        # CHANNEL STATUS is refused on a dead channel (511): only a live one answers 200.
+        self.caller_hung_up = self._hung_up_by_result = False
+        status = await self.command(codec.channel_status())
+        if not status.ok:
+            self.caller_hung_up = True
+            raise CallerHungUp(f"{self.name}: {line!r} -> result=-1, then {status.text!r}")
+        raise PromptMissing(f"{self.name}: {line!r}: no such sound file")
+
+    async def _hangup_line_follows(self) -> bool:
+        """True when a HANGUP line (or EOF) arrives within HANGUP_GRACE seconds."""
+        async with self._lock:
+            try:
+                line = await asyncio.wait_for(read_line(self._reader), HANGUP_GRACE)
+            except TimeoutError:
+                return False  # readuntil consumes nothing until a whole line is there
+            if line is None or isinstance(self._responses.feed(line), HangupNotice):
+                return True
+            await self.close()
+            raise AgiProtocolError(f"{self.name}: unexpected {line!r} after result=-1")
 
     async def close(self) -> None:
         """Close the socket (idempotent); Asterisk then goes on with the dialplan."""
@@ -175,7 +219,7 @@ class AgiChannel:
         reply_timeout: float | None = None,
     ) -> str | None:
         """Play a prompt; the escape digit that stopped it, or None if it played out."""
-        response = await self._playing(
+        response = await self._playing_file(
             codec.stream_file(name, escape_digits, offset), reply_timeout
         )
         return _digit(response)
@@ -189,7 +233,9 @@ class AgiChannel:
         reply_timeout: float | None = None,
     ) -> tuple[str, bool]:
         """Play a prompt and collect digits: (digits, timed out before max_digits or #)."""
-        response = await self._playing(codec.get_data(name, timeout_ms, max_digits), reply_timeout)
+        response = await self._playing_file(
+            codec.get_data(name, timeout_ms, max_digits), reply_timeout
+        )
         return response.result or "", response.data == "timeout"
 
     async def say_digits(

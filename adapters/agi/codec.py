@@ -325,6 +325,11 @@ def hangup(channel: str | None = None) -> str:
     return "HANGUP" if channel is None else f"HANGUP {_name(channel, 'channel')}"
 
 
+def channel_status() -> str:
+    """CHANNEL STATUS (of the AGI's own channel)."""
+    return "CHANNEL STATUS"
+
+
 def stream_file(name: str, escape_digits: str = "", offset: int | None = None) -> str:
     """STREAM FILE name "escape digits" [offset]."""
     line = f"STREAM FILE {_name(name, 'file name')} {_digits(escape_digits)}"

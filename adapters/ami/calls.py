@@ -68,6 +68,8 @@ TRACKED_EVENTS = frozenset(
         "BlindTransfer",
         "AttendedTransfer",
         "OriginateResponse",
+        # The contrib dialplan's CcRingFailed (a Dial that never began) and the like.
+        "UserEvent",
     }
 )
 

@@ -158,7 +158,7 @@ class AmiClient:
     async def send(
         self, action: dict[str, Any], *, reply_within: float | None = None, as_list: bool = False
     ) -> Any:
-        """Send an action and wait for its reply (a list for EventList actions).
+        """Send an action and wait for its reply (a list when `as_list`: EventList actions).
 
         Raises AmiActionRefused or AmiNotConnected (nothing sent), AmiTimeout (sent, no
         reply: it may have run; never retried here), or AmiError for a lost connection or
@@ -168,7 +168,12 @@ class AmiClient:
         if not self.connected or protocol is None or protocol.closed:
             raise AmiNotConnected(f"not connected to Asterisk at {self.host}:{self.port}")
         try:
-            future = self._manager.send_action(dict(action), as_list=as_list or None)
+            # Always say whether a list is wanted: left to guess (None), panoramisk takes
+            # an async Originate's "successfully queued" for the start of a list and waits
+            # for its OriginateResponse (when the phone answers, or fails: often longer
+            # than the action timeout), and a PlayDTMF's "DTMF successfully queued" makes
+            # it raise inside the protocol, which drops the connection.
+            future = self._manager.send_action(dict(action), as_list=bool(as_list))
         except UnsafeAmiAction as exc:
             log.warning("refused to send an AMI %s action: %s", action.get("Action"), exc)
             raise AmiActionRefused(str(exc)) from None

@@ -3,8 +3,8 @@
 The simulator runs the dialplan we ship (contrib/asterisk/extensions_contact_center.conf)
 rather than a copy of its logic, so a change to the sample changes what the simulator
 does, as it would on a real Asterisk: `exten =>` / `same =>` lines, `n` priorities and
-`n(label)`, `_X.` patterns, `[globals]`, `${VAR}`, `${GLOBAL(X)}`, `${CALLERID(...)}` and
-`$["a" = "b"]` expressions.
+`n(label)`, `_X.` patterns, `[globals]`, `${VAR}`, `${GLOBAL(X)}`, `${CALLERID(...)}`,
+`${EPOCH}`, and `$["a" = "b"]` / `$[x - y < n]` expressions.
 """
 
 from __future__ import annotations
@@ -178,13 +178,36 @@ def substitute(text: str, lookup: Callable[[str], str]) -> str:
     return _EXPR.sub(lambda m: _expression(m.group(1)), text)
 
 
+_COMPARE = re.compile(r"(!=|<=|>=|=|<|>)")
+_SUM = re.compile(r"^\s*(-?\d+)\s*([-+])\s*(-?\d+)\s*$")
+
+
 def _expression(expr: str) -> str:
-    # Only what the sample needs: `"a" = "b"` and `"a" != "b"` comparisons.
-    for op in ("!=", "="):
-        if op in expr:
-            left, right = (part.strip().strip('"') for part in expr.split(op, 1))
-            return "1" if (left == right) == (op == "=") else "0"
-    return expr.strip()
+    # Only what the sample needs: `a = b`, `a != b` (strings, quoted or not) and integer
+    # comparisons of `x - y` or `x + y` (the holding context's EPOCH arithmetic).
+    match = _COMPARE.search(expr)
+    if match is None:
+        return _operand(expr)
+    op = match.group(1)
+    left, right = _operand(expr[: match.start()]), _operand(expr[match.end() :])
+    if op in ("=", "!="):
+        return "1" if (left == right) == (op == "=") else "0"
+    try:
+        a, b = int(left), int(right)
+    except ValueError:
+        a, b = 0, 0  # Asterisk compares non-numbers as strings; the sample never does
+    result = {"<": a < b, "<=": a <= b, ">": a > b, ">=": a >= b}[op]
+    return "1" if result else "0"
+
+
+def _operand(text: str) -> str:
+    """A quoted string, an integer sum or difference, or the text as it stands."""
+    text = text.strip()
+    total = _SUM.match(text)
+    if total is not None:
+        a, sign, b = total.groups()
+        return str(int(a) + int(b) if sign == "+" else int(a) - int(b))
+    return text.strip('"')
 
 
 def split_args(data: str) -> list[str]:

@@ -10,6 +10,12 @@ Events are dicts in wire order; a repeated header (`ChanVariable`) holds a list.
 Only the events the CTI tracker reads (and the ones around them that carry the same
 channel snapshot) are produced: no VarSet, CEL, Cdr, DeviceStateChange, RTCP, DialState,
 LocalBridge or AGIExec*.
+
+Where it differs from the real Asterisk 22 on purpose (checked against one by
+tests/integration/test_live_asterisk.py): music on hold always exists (every class
+plays; the real one needs musiconhold.conf and files, and falls back to the dialplan's
+silent Wait), and every prompt exists (a real one answers a missing file with
+`result=-1`, which the daemon tells from a hang-up with CHANNEL STATUS).
 """
 
 from __future__ import annotations
@@ -557,7 +563,7 @@ class Model:
                 # Nothing at this priority: the PBX ends and the channel hangs up.
                 self._destroy(ch, 16, now, out)
                 return
-            data = substitute(step.data, partial(self._lookup, ch))
+            data = substitute(step.data, partial(self._lookup, ch, now=now))
             if step.app == "AGI":
                 data = self._agi_data(data)
             ch.app, ch.app_data = step.app, data
@@ -590,6 +596,26 @@ class Model:
                 ch.priority += 1
                 return True
             return self._goto(ch, split_args(chosen))
+        elif app == "ExecIf":
+            # ExecIf(condition?App(args)): the app's own rules say where the channel goes.
+            condition, _, call = data.partition("?")
+            name, _, rest = call.partition("(")
+            if condition.strip() in ("", "0") or not name.strip():
+                ch.priority += 1
+                return True
+            return self._exec(ch, name.strip(), rest.rpartition(")")[0], now, out)
+        elif app == "UserEvent":
+            # UserEvent(Name,Header: value,...): a user event every AMI client sees.
+            name, *headers = args
+            fields = dict(h.partition(":")[::2] for h in headers)
+            self._event(
+                out,
+                "UserEvent",
+                ch,
+                UserEvent=name,
+                **{k.strip(): v.strip() for k, v in fields.items()},
+            )
+            ch.priority += 1
         elif app == "AGI":
             self._start_agi(ch, args, out)
             return False
@@ -638,7 +664,9 @@ class Model:
         ext = self.dialplan.find(context, exten)
         return None if ext is None else ext.label(priority.strip())
 
-    def _lookup(self, ch: Channel, expr: str) -> str:
+    def _lookup(self, ch: Channel, expr: str, *, now: float = 0.0) -> str:
+        if expr == "EPOCH":
+            return str(int(now))
         if expr.startswith("GLOBAL(") and expr.endswith(")"):
             return self.globals.get(expr[7:-1], "")
         special = {

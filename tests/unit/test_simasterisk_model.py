@@ -119,6 +119,7 @@ def test_every_event_has_the_fields_and_order_of_a_recorded_one() -> None:
     everything.extend(
         model.redirect([(name, "cc-hold", "s", "1"), (leg_name, "cc-hold-agent", "s", "1")], T0 + 5)
     )
+    model.setvar(name, "CC_UNHELD", "1")  # the daemon's unhold, before its Bridge
     everything.extend(model.bridge(name, leg_name, T0 + 6))
     everything.events.extend(model.core_show_channels("sim-1", T0 + 7))
     everything.extend(model.remote_hangup(leg.uniqueid, T0 + 8))
@@ -146,9 +147,17 @@ def test_an_inbound_call_runs_the_sample_dialplan_into_the_agi() -> None:
     caller, out = model.inbound("5551009", "Quinn Queue", "5000", T0)
     assert caller.name == "PJSIP/trunk-00000000"
     assert caller.uniqueid == caller.linkedid == "1795327500.42"
-    assert _names(out) == ["Newchannel", "Newexten", "Newexten", "Newexten", "Newstate", "Newexten"]
+    assert _names(out) == [
+        "Newchannel",
+        "Newexten",
+        "Newexten",
+        "Newexten",
+        "Newexten",
+        "Newstate",
+        "Newexten",
+    ]
     apps = [e["Application"] for e in out.events if e["Event"] == "Newexten"]
-    assert apps == ["NoOp", "Set", "Answer", "AGI"]
+    assert apps == ["NoOp", "Set", "Set", "Answer", "AGI"]
     assert out.events[-1]["AppData"] == "agi://127.0.0.1:4999/ivr/main,5000"
     # Once Set(CTI_CALLID=${UNIQUEID}) ran, every event carries the tag.
     assert out.events[-1]["ChanVariable"] == ["CTI_CALLID=1795327500.42", "CTI_QUEUE="]
@@ -163,7 +172,7 @@ def test_an_inbound_call_runs_the_sample_dialplan_into_the_agi() -> None:
     assert env["agi_request"] == "agi://127.0.0.1:4999/ivr/main"
     assert (env["agi_channel"], env["agi_uniqueid"]) == (caller.name, caller.uniqueid)
     assert (env["agi_callerid"], env["agi_calleridname"]) == ("5551009", "Quinn Queue")
-    assert (env["agi_extension"], env["agi_priority"], env["agi_arg_1"]) == ("5000", "4", "5000")
+    assert (env["agi_extension"], env["agi_priority"], env["agi_arg_1"]) == ("5000", "5", "5000")
 
 
 def test_after_the_agi_the_caller_waits_on_music_in_the_holding_context() -> None:
@@ -173,15 +182,22 @@ def test_after_the_agi_the_caller_waits_on_music_in_the_holding_context() -> Non
     assert (caller.context, caller.exten, caller.priority, caller.app) == (
         "cc-holding",
         "s",
-        2,
+        3,
         "MusicOnHold",
     )
     assert _names(out)[-3:] == ["Newexten", "Newexten", "MusicOnHoldStart"]
     timer = [e for e in out.effects if isinstance(e, Timer)][-1]
     assert timer.seconds == 30.0
-    # The MusicOnHold(default,30) loop: stop, Goto(loop), start again.
+    # The MusicOnHold(default,30) loop: stop, the silence fallback not needed (ExecIf),
+    # Goto(loop), Set, start again.
     again = model.timer(uid, timer.token, T0 + 32)
-    assert _names(again) == ["MusicOnHoldStop", "Newexten", "Newexten", "MusicOnHoldStart"]
+    assert _names(again) == ["MusicOnHoldStop"] + ["Newexten"] * 4 + ["MusicOnHoldStart"]
+    assert [e["Application"] for e in again.events if e["Event"] == "Newexten"] == [
+        "ExecIf",
+        "Goto",
+        "Set",
+        "MusicOnHold",
+    ]
     assert model.timer(uid, timer.token, T0 + 33).events == []  # stale: ignored
 
 
@@ -277,10 +293,11 @@ def test_hold_redirects_both_legs_and_unhold_bridges_them_again() -> None:
     assert "Hangup" not in _names(hold)
     assert model.channels[uid].app == "MusicOnHold"
     assert model.channels[ring.uniqueid].app == "Wait"
+    model.setvar(name, "CC_UNHELD", "1")  # the daemon's unhold, before its Bridge
     unhold = model.bridge(name, leg_name, T0 + 6)
     assert _names(unhold) == ["BridgeCreate", "MusicOnHoldStop", "BridgeEnter", "BridgeEnter"]
     # The after-bridge location is the next priority, as in the e2 trace.
-    assert [e["Priority"] for e in unhold.events[2:]] == ["3", "3"]
+    assert [e["Priority"] for e in unhold.events[2:]] == ["4", "3"]
     end = model.remote_hangup(uid, T0 + 7)
     assert [e["Application"] for e in end.events if e["Event"] == "Newexten"] == ["Hangup"]
     assert model.channels == {}
