@@ -284,3 +284,25 @@ class AgentState(Base):
     status: Mapped[str] = mapped_column(String(16))
     reason: Mapped[str | None] = mapped_column(String(64))
     since: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ContactEvent(Base):
+    """One step of a contact's life cycle (or an agent's status change): appended, never
+    changed. Ids rather than foreign keys: the log is history, and says the same after a
+    user or an interaction is deleted."""
+
+    __tablename__ = "contact_events"
+    __table_args__ = (
+        # A contact's whole history, in the order it was written.
+        Index("ix_contact_events_interaction_id", "interaction_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    interaction_id: Mapped[int | None] = mapped_column(Integer)  # None: an agent's status
+    channel: Mapped[str | None] = mapped_column(String(8))
+    queue: Mapped[str | None] = mapped_column(String(64))
+    agent_id: Mapped[int | None] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(32))
+    at: Mapped[datetime] = mapped_column(index=True)
+    # Why: an end cause, a transfer target, an overflow target, a status and its reason.
+    details: Mapped[dict[str, Any] | None] = mapped_column(JSON)

@@ -23,9 +23,30 @@ Definitions (also in the README):
 Windows: the last N minutes for each configured N, and "today", since midnight in the
 configured time zone; a window includes both ends.
 
-Live figures (`live_queue_figures`): contacts waiting (offered ones included: the
-customer still waits), the longest wait from first arrival, and the agents able to take
-the queue's contacts counted by status and by activity.
+Live figures (`live_queue_figures`, the only definition; the wallboard and the API show
+them): contacts waiting (offered ones included: the customer still waits), the longest
+wait from first arrival, and the agents able to take the queue's contacts counted by
+status and by activity (an offline agent's leftover work is not counted as an activity).
+Of those, agents ready = ready and idle; agents busy = not offline and not idle (offered,
+on a contact, in wrap-up); agents not ready = status not ready, whatever they are doing.
+
+Where the records come from: `Tally` turns the contact life-cycle events (`LifeCycleEvent`,
+also the rows of the store's contact-event log) into `QueueExit` and `Handled` records
+and status changes. The live service feeds it each event as it happens; after a restart
+`fold_events` feeds it the stored ones, so the same events always give the same figures.
+
+Life-cycle events (`kind`), with the contact, channel, queue and agent they concern:
+
+- queued: the contact enters `queue` (a transfer to a queue queues it again);
+- offered, offer_declined, offer_timeout (a missed offer), transferred (`target`);
+- dialing (an agent's outbound call, outside any queue), dial_failed;
+- answered: the contact leaves its queue, answered, and the agent's talk starts;
+- held, unheld: hold time, counted apart from talk;
+- ended (`cause`): the handled contact is over, wrap-up starts;
+- wrap_up_ended: the agent's handling is over (handle time = talk + hold + wrap-up);
+- abandoned (`cause`), callback, voicemail, disconnect: the contact leaves its queue so;
+  overflow (`target`): it leaves its queue for another one;
+- status (`status`, `reason`, no contact): an agent's status changed.
 """
 
 from __future__ import annotations
@@ -34,7 +55,7 @@ import bisect
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 from routing.model import Agent, Contact
@@ -247,6 +268,12 @@ class Statistics:
         )
         return figures
 
+    def history_start(self, now: float) -> float:
+        """The earliest time whose records the figures at `now` depend on: local midnight,
+        or the start of the longest window if that is earlier."""
+        longest = self.windows[-1] * 60 if self.windows else 0
+        return min(self._midnight(now), now - longest)
+
     # --- housekeeping ------------------------------------------------------------
 
     def _midnight(self, now: float) -> float:
@@ -286,26 +313,165 @@ class Statistics:
 
 def live_queue_figures(
     contacts: Iterable[Contact], agents: Iterable[Agent], now: float
-) -> dict[str, object]:
+) -> dict[str, Any]:
     """Real-time figures of one queue from its contacts and the agents who serve it."""
     waits = [now - c.enqueued_at for c in contacts]
     by_status: dict[str, int] = {"ready": 0, "not_ready": 0, "offline": 0}
     by_activity: dict[str, int] = {"idle": 0, "offered": 0, "on_contact": 0, "wrap_up": 0}
     by_reason: dict[str, int] = {}
+    ready_idle = 0
     for agent in agents:
         by_status[agent.status] += 1
         if agent.status == "offline":
             continue  # an offline agent's leftover work is not the queue's capacity
-        by_activity[agent.activity(now)] += 1
+        activity = agent.activity(now)
+        by_activity[activity] += 1
+        if agent.status == "ready" and activity == "idle":
+            ready_idle += 1
         if agent.status == "not_ready" and agent.reason:
             by_reason[agent.reason] = by_reason.get(agent.reason, 0) + 1
     return {
         "waiting": len(waits),
-        "longest_wait_seconds": round(max(waits, default=0.0), 3),
+        "longest_wait_seconds": round(max(waits, default=0.0), 1),
+        "agents_ready": ready_idle,
+        "agents_busy": sum(n for activity, n in by_activity.items() if activity != "idle"),
+        "agents_not_ready": by_status["not_ready"],
         "agents_by_status": by_status,
         "agents_by_activity": by_activity,
         "not_ready_by_reason": dict(sorted(by_reason.items())),
     }
+
+
+# --- from life-cycle events to records ---------------------------------------------
+
+QUEUE_EXITS: frozenset[str] = frozenset({"abandoned", "callback", "voicemail", "disconnect"})
+
+
+@dataclass(frozen=True, slots=True)
+class LifeCycleEvent:
+    """One step of a contact's life cycle (or an agent's status change); see the module
+    docstring for the kinds and their details."""
+
+    kind: str
+    at: float
+    interaction_id: int | None = None
+    channel: str | None = None
+    queue: str | None = None
+    agent_id: int | None = None
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class _Waiting:
+    queue: str
+    channel: str
+    entered_at: float
+
+
+@dataclass(slots=True)
+class _Handling:
+    queue: str | None
+    channel: str
+    answered_at: float | None = None
+    held_since: float | None = None
+    hold: float = 0.0
+    ended_at: float | None = None
+
+
+class Tally:
+    """Feeds `Statistics` from life-cycle events: the one place that says what an event
+    counts for (a queue exit, a handled contact, a missed offer, a status)."""
+
+    def __init__(self, stats: Statistics) -> None:
+        self.stats = stats
+        self._waiting: dict[int, _Waiting] = {}
+        # By (contact, agent): a contact sent back to a queue may be handled by another
+        # agent while the first one is still in its wrap-up.
+        self._handling: dict[tuple[int, int], _Handling] = {}
+
+    def apply(self, event: LifeCycleEvent) -> None:
+        """Account for one event (in the order they happened)."""
+        kind, at, contact, agent = event.kind, event.at, event.interaction_id, event.agent_id
+        if kind == "status":
+            if agent is not None:
+                status = str(event.details.get("status", "offline"))
+                reason = event.details.get("reason")
+                self.stats.record_status(agent, status, None if reason is None else str(reason), at)
+            return
+        if kind == "offer_timeout":
+            if agent is not None:
+                self.stats.record_missed_offer(agent, at)
+            return
+        if contact is None:
+            return
+        if kind == "queued" and event.queue is not None:
+            self._waiting[contact] = _Waiting(event.queue, event.channel or "", at)
+        elif kind in QUEUE_EXITS or kind == "overflow":
+            self._exit(contact, kind, at, event.details.get("target"))
+        elif agent is None:
+            return
+        elif kind in ("answered", "dialing"):
+            waited = self._exit(contact, "answered", at) if kind == "answered" else None
+            key = (contact, agent)
+            handling = self._handling.get(key)
+            if handling is None:
+                queue = waited.queue if waited else event.queue
+                channel = waited.channel if waited else event.channel or ""
+                handling = self._handling[key] = _Handling(queue, channel)
+            if kind == "answered":
+                handling.answered_at = at
+        elif kind == "dial_failed":
+            self._handling.pop((contact, agent), None)
+        else:
+            self._handling_step(contact, agent, kind, at)
+
+    def _exit(self, contact: int, exit_: str, at: float, target: object = None) -> _Waiting | None:
+        waited = self._waiting.pop(contact, None)
+        if waited is None:
+            return None
+        self.stats.record_exit(
+            QueueExit(waited.queue, waited.channel, waited.entered_at, at, exit_)  # type: ignore[arg-type]
+        )
+        if exit_ == "overflow" and isinstance(target, str) and target:
+            self._waiting[contact] = _Waiting(target, waited.channel, at)
+        return waited
+
+    def _handling_step(self, contact: int, agent: int, kind: str, at: float) -> None:
+        handling = self._handling.get((contact, agent))
+        if handling is None:
+            return
+        if kind == "held" and handling.held_since is None:
+            handling.held_since = at
+        elif kind in ("unheld", "ended") and handling.held_since is not None:
+            handling.hold += max(0.0, at - handling.held_since)
+            handling.held_since = None
+        if kind == "ended":
+            handling.ended_at = at
+        elif kind == "wrap_up_ended":
+            del self._handling[contact, agent]
+            ended = handling.ended_at if handling.ended_at is not None else at
+            answered = handling.answered_at if handling.answered_at is not None else ended
+            talk = max(0.0, ended - answered - handling.hold)
+            self.stats.record_handled(
+                Handled(
+                    handling.queue,
+                    handling.channel,
+                    agent,
+                    at,
+                    talk,
+                    handling.hold,
+                    max(0.0, at - ended),
+                )
+            )
+
+
+def fold_events(stats: Statistics, events: Iterable[LifeCycleEvent]) -> Tally:
+    """Feed stored events, in the order written, into `stats` (rebuilding the day's
+    figures after a restart); the returned tally carries on with live events."""
+    tally = Tally(stats)
+    for event in events:
+        tally.apply(event)
+    return tally
 
 
 def _ratio(part: int, whole: int) -> float | None:

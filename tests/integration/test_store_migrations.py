@@ -43,7 +43,7 @@ async def test_fresh_upgrade_matches_the_models(fresh_url: str) -> None:
     assert await migrate.current_revision(fresh_url) is None
     assert not await migrate.is_up_to_date(fresh_url)
     await migrate.upgrade(fresh_url)
-    assert await migrate.current_revision(fresh_url) == migrate.head_revision() == "0003"
+    assert await migrate.current_revision(fresh_url) == migrate.head_revision() == "0004"
     assert await migrate.is_up_to_date(fresh_url)
     assert await _on_connection(fresh_url, _diff) == []
 
@@ -99,7 +99,7 @@ def test_command_line_from_another_directory(tmp_path: Path) -> None:
         [*run, "upgrade", url], cwd=tmp_path, env=env, capture_output=True, text=True
     )
     assert done.returncode == 0, done.stderr
-    assert "at 0003" in done.stdout
+    assert "at 0004" in done.stdout
     check = subprocess.run([*run, "check", url], cwd=tmp_path, env=env, capture_output=True)
     assert check.returncode == 0, check.stderr
 
@@ -126,15 +126,17 @@ async def test_upgrade_from_0001_keeps_every_row(fresh_url: str) -> None:
                 )
             )
         await migrate.upgrade(fresh_url)
-        assert await migrate.current_revision(fresh_url) == "0003"
+        assert await migrate.current_revision(fresh_url) == "0004"
         async with engine.connect() as conn:
             names = (await conn.execute(text("SELECT username FROM users"))).scalars().all()
             states = (await conn.execute(text("SELECT count(*) FROM agent_states"))).scalar()
             voided = (
                 await conn.execute(text("SELECT sessions_valid_after FROM users"))
             ).scalar_one()
+            logged = (await conn.execute(text("SELECT count(*) FROM contact_events"))).scalar()
         assert list(names) == ["kept"]
         assert states == 0
         assert voided is None  # 0003: existing users keep their sessions
+        assert logged == 0  # 0004: the log starts empty (no history is made up)
     finally:
         await engine.dispose()

@@ -158,7 +158,17 @@ def test_live_figures_from_the_router() -> None:
     assert figures == {
         "waiting": 2,
         "longest_wait_seconds": 20.0,
+        # What the wallboard shows: ready and idle / not offline and not idle / not ready.
+        "agents_ready": 0,
+        "agents_busy": 2,
+        "agents_not_ready": 1,
         "agents_by_status": {"ready": 2, "not_ready": 1, "offline": 1},
         "agents_by_activity": {"idle": 1, "offered": 1, "on_contact": 1, "wrap_up": 0},
         "not_ready_by_reason": {"break": 1},
     }
+    # Agent 1 hangs up: in wrap-up, busy still; the longest wait is given to 0.1 s.
+    router.end_contact("c1", 1, now=41)
+    later = live_queue_figures(router.queued("q"), router.agents.values(), now=41.34)
+    assert (later["waiting"], later["longest_wait_seconds"]) == (2, 21.3)
+    assert later["agents_by_activity"]["wrap_up"] == 1
+    assert (later["agents_ready"], later["agents_busy"], later["agents_not_ready"]) == (0, 2, 1)
