@@ -13,7 +13,10 @@ import contextlib
 import logging
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from routing.ports import Bus
 
 log = logging.getLogger(__name__)
 
@@ -90,3 +93,8 @@ class EventBus:
                         )
             finally:
                 self._queue.task_done()
+
+
+if TYPE_CHECKING:
+    # mypy checks that the in-memory bus satisfies routing's port.
+    _IN_MEMORY_IS_A_BUS: type[Bus] = EventBus

@@ -3,11 +3,15 @@
 Past tense, frozen. `call_id` is the Asterisk Linkedid of the call (the Uniqueid of the
 caller's channel); `at` is the `now` the tracker was given, never read from a clock,
 so replaying a recording gives the same events.
+Each has a stable type name and schema version (`routing.event_codec`); `CallEvent`
+is only their common base.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from routing.event_codec import bus_event
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -18,6 +22,7 @@ class CallEvent:
     at: float
 
 
+@bus_event("call.started", version=1)
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CallStarted(CallEvent):
     """A caller reached the PBX (or was found there by a resync)."""
@@ -30,6 +35,7 @@ class CallStarted(CallEvent):
     resynced: bool = False
 
 
+@bus_event("call.ivr_entered", version=1)
 @dataclass(frozen=True, slots=True, kw_only=True)
 class IvrEntered(CallEvent):
     """The caller's channel started the IVR application (AGI)."""
@@ -38,6 +44,7 @@ class IvrEntered(CallEvent):
     script: str
 
 
+@bus_event("call.ivr_left", version=1)
 @dataclass(frozen=True, slots=True, kw_only=True)
 class IvrLeft(CallEvent):
     """The IVR application ended: `returned` to the dialplan, or `hangup`."""
@@ -45,6 +52,7 @@ class IvrLeft(CallEvent):
     reason: str
 
 
+@bus_event("call.queued", version=1)
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CallQueued(CallEvent):
     """The caller joined an Asterisk queue."""
@@ -54,6 +62,7 @@ class CallQueued(CallEvent):
     resynced: bool = False
 
 
+@bus_event("call.agent_ringing", version=1)
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AgentRinging(CallEvent):
     """An agent's device is being rung for this call."""
@@ -64,6 +73,7 @@ class AgentRinging(CallEvent):
     queue: str | None = None
 
 
+@bus_event("call.agent_not_answered", version=1)
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AgentNotAnswered(CallEvent):
     """A ringing agent leg ended unanswered: no-answer, busy, cancel, failed, ..."""
@@ -73,6 +83,7 @@ class AgentNotAnswered(CallEvent):
     reason: str
 
 
+@bus_event("call.answered", version=1)
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CallAnswered(CallEvent):
     """The caller is connected to an agent."""
@@ -84,16 +95,19 @@ class CallAnswered(CallEvent):
     resynced: bool = False
 
 
+@bus_event("call.held", version=1)
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CallHeld(CallEvent):
     """The call was put on hold."""
 
 
+@bus_event("call.unheld", version=1)
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CallUnheld(CallEvent):
     """The call came back from hold."""
 
 
+@bus_event("call.transferred", version=1)
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CallTransferred(CallEvent):
     """The call was transferred (`blind` or `attended`) to `target`."""
@@ -102,6 +116,7 @@ class CallTransferred(CallEvent):
     kind: str
 
 
+@bus_event("call.ended", version=1)
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CallEnded(CallEvent):
     """The caller's channel is gone.

@@ -3,7 +3,8 @@
 Server -> browser messages go through the hub (bounded per client). Browser -> server
 messages are JSON objects with a `type`; every type declares the roles that may send
 it, like HTTP routes, and is answered with `{"type": "reply", "ref": <its id>, ...}`.
-Errors carry the same ids as over HTTP (`errors.translate_error`). What a browser can
+Errors carry the same ids and statuses as over HTTP (`errors.translate_error`, the
+catalogue `crm_store.error_ids`). What a browser can
 make the server hold is bounded: the message size, the echoed `id`, and (in the hub)
 the bytes queued for it and the sockets per user.
 """
@@ -25,6 +26,7 @@ from contact_center.web.context import current_session
 from contact_center.web.errors import ApiError, parse_json, translate_error
 from contact_center.web.hub import Client
 from contact_center.web.routes import ANY_USER, SUPERVISORS, RouteSpec
+from crm_store.error_ids import status_of
 
 log = logging.getLogger(__name__)
 
@@ -136,7 +138,7 @@ async def _handle(request: web.Request, context: WsContext, data: str) -> dict[s
     try:
         parsed = parse_json(data, what="the message")
     except ApiError as exc:
-        return _error(None, exc.error_id, exc.message)
+        return _error(None, exc.error_id, exc.message, exc.status)
     if not isinstance(parsed, dict) or not isinstance(parsed.get("type"), str):
         return _error(None, "request.invalid", 'a message is an object with a "type"')
     ref = parsed.get("id")
@@ -161,7 +163,7 @@ async def _handle(request: web.Request, context: WsContext, data: str) -> dict[s
         # The same translation as HTTP: store, routing, telephony, database outage.
         api = translate_error(exc)
         if api is not None:
-            return _error(ref, api.error_id, api.message)
+            return _error(ref, api.error_id, api.message, api.status)
         log.exception("websocket message %s failed", spec.type)
         return _error(ref, "internal", "internal error; the daemon log has the details")
     return {"type": "reply", "ref": ref, "ok": True, "result": result}
@@ -178,8 +180,10 @@ def _shown(value: str) -> str:
     return repr(value) if len(value) <= MAX_ID_CHARS else repr(value[:MAX_ID_CHARS] + "...")
 
 
-def _error(ref: Any, error_id: str, message: str) -> dict[str, Any]:
-    return {"type": "reply", "ref": ref, "ok": False, "error": {"id": error_id, "message": message}}
+def _error(ref: Any, error_id: str, message: str, status: int | None = None) -> dict[str, Any]:
+    # The HTTP status the same error gets over HTTP: the browser handles both alike.
+    error = {"id": error_id, "message": message, "status": status or status_of(error_id) or 500}
+    return {"type": "reply", "ref": ref, "ok": False, "error": error}
 
 
 async def agent_socket(request: web.Request) -> web.StreamResponse:

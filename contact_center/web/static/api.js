@@ -74,7 +74,7 @@ export class LiveSocket {
         const { resolve, reject } = this.pending.get(message.ref);
         this.pending.delete(message.ref);
         if (message.ok) resolve(message.result);
-        else reject(new ApiError(0, message.error.id, message.error.message));
+        else reject(new ApiError(message.error.status || 0, message.error.id, message.error.message));
         return;
       }
       this.onMessage(message);
