@@ -10,7 +10,7 @@ benchmark process of its own. Each session runs the bundled flow ivr_flows/main.
 through the pure interpreter, the daemon's caller port (adapters/asterisk/ivr.py
 AgiCaller: STREAM FILE, GET DATA) and the daemon's way out of a queued call (SET VARIABLE
 CC_INTERACTION_ID, then SET CONTEXT cc-holding / SET EXTENSION s / SET PRIORITY 1, as in
-adapters/asterisk/pbx.py). What is left out is the store: contact_center/ivr_runner.py's
+adapters/asterisk/pbx.py). What is left out is the store: adapters/asterisk/ivr_runner.py's
 run_flow opens an interaction and records the IVR path in the database, so the loop here
 is run_flow's without it; the flow's caller lookup finds nobody (no customers), and the
 interaction ids come from a counter. The flow's clock is fixed on a Tuesday morning,
@@ -79,9 +79,9 @@ sys.path.insert(0, str(ROOT))
 
 from adapters.agi import AgiChannel, AgiEnvironment, FastAgiServer  # noqa: E402
 from adapters.asterisk.ivr import AgiCaller  # noqa: E402
+from adapters.asterisk.ivr_runner import MAX_COMMANDS, CallerGone  # noqa: E402
 from adapters.asterisk.pbx import INTERACTION_VAR  # noqa: E402
-from contact_center.config import PbxConfig  # noqa: E402
-from contact_center.ivr_runner import MAX_COMMANDS, CallerGone  # noqa: E402
+from adapters.asterisk.settings import PbxConfig  # noqa: E402
 from ivr_flows import interpreter as ivr  # noqa: E402
 from ivr_flows.loader import load_flows  # noqa: E402
 from ivr_flows.model import Flow  # noqa: E402

@@ -25,6 +25,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from adapters.asterisk.pbx import AsteriskPbx
+from adapters.asterisk.settings import AgiConfig, AmiConfig, PbxConfig
 from adapters.simasterisk import SimulatedAsterisk
 from adapters.simasterisk.controls import SimulatedPhones, SimulatorControls, generate_calls
 from adapters.simasterisk.traffic import TrafficModel
@@ -34,22 +35,11 @@ from contact_center.auth.passwords import LoginGate
 from contact_center.auth.ratelimit import LoginRateLimiter
 from contact_center.auth.sessions import SessionStore
 from contact_center.bus import EventBus
-from contact_center.config import AgiConfig, AmiConfig, Config, PbxConfig
-from contact_center.events import (
-    ContactAnswered,
-    ContactEnded,
-    ContactHeld,
-    ContactQueued,
-    ContactRingFailed,
-    ContactTransferred,
-    ContactUnheld,
-)
+from contact_center.config import Config
 from contact_center.flows import load_configured_flows
 from contact_center.health import HealthRegistry, State
-from contact_center.intake import StoreOutbox
 from contact_center.keys import DAEMON
 from contact_center.metrics import Metrics
-from contact_center.telephony import Telephony
 from contact_center.web import (
     api_customers,
     api_interactions,
@@ -73,7 +63,18 @@ from crm_store.fast_intake import SqliteIntake
 from crm_store.models import ContactPoint
 from crm_store.screen_pop import ScreenPopReader
 from ivr_flows.model import Flow
+from routing.events import (
+    ContactAnswered,
+    ContactEnded,
+    ContactHeld,
+    ContactQueued,
+    ContactRingFailed,
+    ContactTransferred,
+    ContactUnheld,
+)
+from routing.intake import StoreOutbox
 from routing.service import RoutingService
+from routing.telephony import Telephony
 
 log = logging.getLogger(__name__)
 

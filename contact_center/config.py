@@ -24,17 +24,18 @@ from pydantic import (
     model_validator,
 )
 
-from contact_center import safe_yaml
+from adapters.asterisk.settings import PbxConfig
 from contact_center.errors import ConfigError
+from ivr_flows import safe_yaml
+from routing.settings import (
+    Name,
+    PositiveInt,
+    QueueConfig,
+    RoutingConfig,
+)
 
-PositiveInt = Annotated[int, Field(gt=0)]
-NonNegativeInt = Annotated[int, Field(ge=0)]
 PositiveFloat = Annotated[float, Field(gt=0)]
-SkillLevel = Annotated[int, Field(ge=1, le=10)]
-Name = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
 
-Channel = Literal["voice", "email", "sms", "chat"]
-Tier = Literal["bronze", "silver", "gold", "platinum"]
 
 ENV_OVERRIDES: dict[str, tuple[str, ...]] = {
     "CC_WEB_PORT": ("web", "port"),
@@ -83,49 +84,6 @@ class DatabaseConfig(_Model):
 class LoggingConfig(_Model):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     format: Literal["text", "json"] = "text"
-
-
-class AmiConfig(_Model):
-    host: str = "127.0.0.1"
-    port: Annotated[int, Field(ge=1, le=65535)] = 5038
-    username: str = "contact-center"
-    secret: SecretStr = SecretStr("")
-    ping_interval_seconds: PositiveFloat = 10.0
-    action_timeout_seconds: PositiveFloat = 5.0
-    reconnect_max_seconds: PositiveFloat = 30.0
-
-
-class AgiConfig(_Model):
-    host: str = "127.0.0.1"
-    port: Annotated[int, Field(ge=0, le=65535)] = 4573
-    read_timeout_seconds: PositiveFloat = 30.0
-
-
-class SimulatorConfig(_Model):
-    # Calls the simulated PBX places by itself (0: only those placed from the wallboard
-    # or the API). Callers are the CRM's customers and unknown numbers.
-    calls_per_hour: Annotated[float, Field(ge=0, le=36_000)] = 0
-    unknown_share: Annotated[float, Field(ge=0, le=1)] = 0.3
-    # What callers key at the IVR's menus, in order: key -> weight.
-    menus: list[dict[str, PositiveFloat]] = [{"1": 0.3, "2": 0.6, "3": 0.1}]
-    talk_seconds: tuple[PositiveFloat, PositiveFloat] = (30.0, 180.0)
-    # Mean seconds a caller waits for an agent before hanging up (abandons).
-    patience_seconds: PositiveFloat = 120.0
-
-
-class PbxConfig(_Model):
-    # simulated: a simulated Asterisk on loopback, driven over AMI and FastAGI like a real
-    # one (the demo); asterisk: a real one; simulated-inprocess: calls that exist only in
-    # the daemon (fast; for tests and benchmarks of what lies above the PBX).
-    mode: Literal["simulated", "asterisk", "simulated-inprocess", "off"] = "simulated"
-    ami: AmiConfig = AmiConfig()
-    agi: AgiConfig = AgiConfig()
-    # Asterisk context where inbound calls enter (the call tracker starts calls there).
-    inbound_context: str = "cc-inbound"
-    # Asterisk context where waiting callers hear music on hold.
-    holding_context: str = "cc-holding"
-    agent_context: str = "cc-agents"
-    simulator: SimulatorConfig = SimulatorConfig()
 
 
 class ImapConfig(_Model):
@@ -181,73 +139,6 @@ class ChannelsConfig(_Model):
 class SkillConfig(_Model):
     name: Name
     description: str = ""
-
-
-class RelaxationStep(_Model):
-    after_seconds: PositiveInt
-    lower_levels: dict[str, SkillLevel] = {}
-    drop_skills: list[str] = []
-    widen_to: list[Name] = []
-
-
-class MaxWaitAction(_Model):
-    action: Literal["voicemail", "callback", "overflow", "disconnect"] = "voicemail"
-    target: str | None = None
-    message: str | None = None
-
-    @model_validator(mode="after")
-    def _overflow_needs_target(self) -> MaxWaitAction:
-        if self.action == "overflow" and not self.target:
-            raise ValueError("overflow needs a target queue")
-        return self
-
-
-class QueueConfig(_Model):
-    name: Name
-    channels: list[Channel] = Field(min_length=1)
-    skills: dict[str, SkillLevel] = {}
-    sla_seconds: PositiveInt = 20
-    offer_timeout_seconds: PositiveInt = 20
-    max_wait_seconds: PositiveInt | None = None
-    on_max_wait: MaxWaitAction = MaxWaitAction()
-    priority: NonNegativeInt = 0
-    strategy: Literal["longest_idle", "most_skilled"] = "longest_idle"
-    relaxation: list[RelaxationStep] = []
-
-
-class CapacityConfig(_Model):
-    voice: NonNegativeInt = 1
-    chat: NonNegativeInt = 3
-    email: NonNegativeInt = 5
-    sms: NonNegativeInt = 3
-
-
-class RoutingConfig(_Model):
-    timezone: str = "Europe/London"
-    capacity: CapacityConfig = CapacityConfig()
-    # While an agent handles a contact on a key channel, no new contacts on the listed ones.
-    blocks: dict[Channel, list[Channel]] = {"voice": ["chat", "email", "sms"]}
-    wrap_up_seconds: NonNegativeInt = 30
-    not_ready_after_missed: NonNegativeInt = 1
-    short_abandon_seconds: NonNegativeInt = 5
-    stats_windows_minutes: list[PositiveInt] = [15, 60]
-    tier_priority: dict[Tier, int] = {"bronze": 0, "silver": 1, "gold": 2, "platinum": 3}
-    reason_codes: list[Name] = ["break", "lunch", "training", "meeting", "missed-offer"]
-    dispositions: list[str] = ["resolved", "follow-up", "escalated", "wrong-number"]
-    # After a restart, an agent restored "ready" gets no offers until a desktop of theirs
-    # connects, and goes offline if none does within this many seconds (0: trust it).
-    restore_grace_seconds: Annotated[float, Field(ge=0)] = 60
-
-    @field_validator("timezone")
-    @classmethod
-    def _known_timezone(cls, value: str) -> str:
-        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise ValueError(f"unknown time zone {value!r}") from exc
-        return value
 
 
 class IvrConfig(_Model):
@@ -511,7 +402,7 @@ def _mark_overrides(lines: list[str], env: Mapping[str, str]) -> list[str]:
 
 
 def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Config:
-    """Read and validate a configuration file (bounded: see contact_center.safe_yaml)."""
+    """Read and validate a configuration file (bounded: see ivr_flows.safe_yaml)."""
     path = Path(path)
     try:
         text = safe_yaml.read_text(path)

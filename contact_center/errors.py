@@ -2,15 +2,9 @@
 
 from __future__ import annotations
 
+from crm_store.errors import ContactCenterError
 
-class ContactCenterError(Exception):
-    """Base of the daemon's errors; `error_id` is stable across releases."""
-
-    error_id = "contact_center.error"
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
+__all__ = ["CommandError", "ConfigError", "ContactCenterError"]
 
 
 class ConfigError(ContactCenterError):
@@ -27,9 +21,3 @@ class CommandError(ContactCenterError):
     """A CLI command cannot proceed (bad argument value, unreadable file)."""
 
     error_id = "cli.error"
-
-
-class ListenError(ContactCenterError):
-    """A listening socket other than the web server's cannot be opened (FastAGI)."""
-
-    error_id = "listen.failed"

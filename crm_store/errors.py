@@ -1,16 +1,27 @@
-"""Store errors with stable ids; raising one inside a transaction rolls it back."""
+"""The project's error hierarchy starts here, in the lowest layer; then the store's errors.
+
+Every error the daemon raises on purpose is a `ContactCenterError` with a stable
+`error_id` that logs and API responses carry; raising a store error inside a transaction
+rolls it back.
+"""
 
 from __future__ import annotations
 
 
-class StoreError(Exception):
-    """Base of the CRM store's errors."""
+class ContactCenterError(Exception):
+    """Base of the daemon's errors; `error_id` is stable across releases."""
 
-    error_id = "store.error"
+    error_id = "contact_center.error"
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
+
+
+class StoreError(ContactCenterError):
+    """Base of the CRM store's errors."""
+
+    error_id = "store.error"
 
 
 class NotFound(StoreError):

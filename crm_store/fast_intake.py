@@ -31,7 +31,7 @@ _INSERT = (
 
 
 # How long an insert waits for another writer's lock. Past it, the daemon holds the
-# contact in memory (contact_center.intake.StoreOutbox): a caller should not hear
+# contact in memory (routing.intake.StoreOutbox): a caller should not hear
 # seconds of silence before the IVR because something else holds the database.
 BUSY_TIMEOUT_MS = 1000
 

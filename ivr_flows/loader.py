@@ -15,8 +15,8 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from contact_center import safe_yaml
-from contact_center.errors import ContactCenterError
+from crm_store.errors import ContactCenterError
+from ivr_flows import safe_yaml
 from ivr_flows.model import (
     STEP_TYPES,
     TERMINAL_TYPES,

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from contact_center.config import Config
 from routing.model import Policy, QueueDef, RelaxStep
+from routing.settings import RoutingSource
 
 
-def queues_from_config(config: Config) -> list[QueueDef]:
+def queues_from_config(config: RoutingSource) -> list[QueueDef]:
     """One QueueDef per configured queue."""
     return [
         QueueDef(
@@ -34,7 +34,7 @@ def queues_from_config(config: Config) -> list[QueueDef]:
     ]
 
 
-def policy_from_config(config: Config) -> Policy:
+def policy_from_config(config: RoutingSource) -> Policy:
     """Capacity, cross-channel blocks, wrap-up and missed-offer rules."""
     routing = config.routing
     capacity = routing.capacity

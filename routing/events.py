@@ -2,6 +2,8 @@
 
 Channel adapters (the AMI call tracker, the simulated PBX, email, SMS, chat) publish
 these; the routing service consumes them. Past tense, frozen, times in epoch seconds.
+Each has a stable type name and schema version (`routing.event_codec`): the form it
+takes on the wire, to a broker or another daemon.
 """
 
 from __future__ import annotations
@@ -9,7 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from routing.event_codec import bus_event
 
+
+@bus_event("contact.queued", version=1)
 @dataclass(frozen=True)
 class ContactQueued:
     """A contact needs an agent: it waits in `queue` from `at` (or `enqueued_at`)."""
@@ -29,6 +34,7 @@ class ContactQueued:
     enqueued_at: float | None = None
 
 
+@bus_event("contact.answered", version=1)
 @dataclass(frozen=True)
 class ContactAnswered:
     """The agent's phone was answered (voice) or the agent took the contact."""
@@ -38,6 +44,7 @@ class ContactAnswered:
     at: float
 
 
+@bus_event("contact.ring_failed", version=1)
 @dataclass(frozen=True)
 class ContactRingFailed:
     """The agent's phone was rung and did not take the call (no answer, busy, unreachable).
@@ -51,6 +58,7 @@ class ContactRingFailed:
     reason: str
 
 
+@bus_event("contact.held", version=1)
 @dataclass(frozen=True)
 class ContactHeld:
     """The agent put the customer on hold."""
@@ -59,6 +67,7 @@ class ContactHeld:
     at: float
 
 
+@bus_event("contact.unheld", version=1)
 @dataclass(frozen=True)
 class ContactUnheld:
     """The customer is back from hold."""
@@ -67,6 +76,7 @@ class ContactUnheld:
     at: float
 
 
+@bus_event("contact.transferred", version=1)
 @dataclass(frozen=True)
 class ContactTransferred:
     """The agent passed the contact on (blind transfer to an extension or a queue)."""
@@ -76,6 +86,7 @@ class ContactTransferred:
     at: float
 
 
+@bus_event("contact.ended", version=1)
 @dataclass(frozen=True)
 class ContactEnded:
     """The contact is over (hung up, closed, or the customer left while waiting)."""

@@ -24,7 +24,7 @@ from typing import Any
 from sqlalchemy import func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from crm_store import customers, interactions, outage
+from crm_store import contact_events, customers, interactions, outage
 from crm_store.errors import InvalidData, StoreError
 from crm_store.fast_intake import SqliteIntake, WritesHeld
 from crm_store.models import Interaction
@@ -204,7 +204,8 @@ class StoreOutbox:
     the highest this daemon saw): nothing else in the daemon inserts interactions while
     contacts are held, since `open_contact` queues every new one here until the outbox
     is empty. Updates to held contacts are merged into their rows; updates to stored ones
-    are applied after the held rows are in. One warning when the store goes, one line
+    are applied after the held rows are in, and contact events (the life-cycle log) are
+    appended after both, in the order made. One warning when the store goes, one line
     when it is back.
     """
 
@@ -224,6 +225,7 @@ class StoreOutbox:
         self.max_retry = max_retry
         self._rows: dict[int, dict[str, Any]] = {}  # held contact id -> its columns
         self._updates: dict[int, dict[str, Any]] = {}  # stored id -> fields to set
+        self._events: list[dict[str, Any]] = []  # contact-event rows, in order
         self._in_flight: tuple[dict[int, dict[str, Any]], dict[int, dict[str, Any]]] | None = None
         self._last_id = 0  # highest interaction id handed out or seen
         self._down_since: float | None = None
@@ -259,11 +261,13 @@ class StoreOutbox:
                             await asyncio.sleep(self.first_retry)
         if self.holding:
             ids = sorted({*self._rows, *self._updates})
-            self.lost_writes += len(ids)
+            self.lost_writes += len(ids) + len(self._events)
             log.error(
-                "the store never came back: %d held interactions not stored (ids %s)",
+                "the store never came back: %d held interactions (ids %s) and %d contact"
+                " events not stored",
                 len(ids),
                 ", ".join(map(str, ids[:50])) + (" ..." if len(ids) > 50 else ""),
+                len(self._events),
             )
         _outboxes.pop(self.sessionmaker, None)
 
@@ -272,12 +276,12 @@ class StoreOutbox:
     @property
     def holding(self) -> bool:
         """True while anything waits for the store (new writes must queue behind it)."""
-        return bool(self._rows or self._updates or self._in_flight)
+        return bool(self._rows or self._updates or self._events or self._in_flight)
 
     @property
     def size(self) -> int:
-        """Held contacts and updates."""
-        return len(self._rows) + len(self._updates)
+        """Held contacts, updates and contact events."""
+        return len(self._rows) + len(self._updates) + len(self._events)
 
     async def drained(self) -> None:
         """Wait until nothing is held (tests, shutdown paths that must know)."""
@@ -333,6 +337,14 @@ class StoreOutbox:
         self._empty.clear()
         self._wake.set()
 
+    def hold_events(self, events: list[dict[str, Any]]) -> None:
+        """Keep contact-event rows; appended after the held contacts and updates."""
+        if not events:
+            return
+        self._events.extend(events)
+        self._empty.clear()
+        self._wake.set()
+
     # --- storing ------------------------------------------------------------------
 
     async def _run(self) -> None:
@@ -349,22 +361,23 @@ class StoreOutbox:
 
     async def _flush(self) -> bool:
         """Try to store everything held now; True when it all went in (or was given up)."""
-        rows, updates = self._rows, self._updates
-        self._rows, self._updates = {}, {}
+        rows, updates, events = self._rows, self._updates, self._events
+        self._rows, self._updates, self._events = {}, {}, []
         self._in_flight = (rows, updates)
         try:
             try:
-                await self._write(rows, updates)
+                await self._write(rows, updates, events)
             except Exception as exc:
                 if store_unavailable(exc):
-                    self._put_back(rows, updates)
+                    self._put_back(rows, updates, events)
                     log.debug("the store still cannot be written: %s", _describe(exc))
                     return False
                 # One bad entry (a customer deleted meanwhile) must not hold up the rest.
-                if not await self._write_one_by_one(rows, updates):
+                if not await self._write_one_by_one(rows, updates, events):
                     return False
             except BaseException:
-                self._put_back(rows, updates)  # cancelled: the transaction was rolled back
+                # Cancelled: the transaction was rolled back.
+                self._put_back(rows, updates, events)
                 raise
         finally:
             self._in_flight = None
@@ -373,7 +386,10 @@ class StoreOutbox:
         return True
 
     async def _write(
-        self, rows: dict[int, dict[str, Any]], updates: dict[int, dict[str, Any]]
+        self,
+        rows: dict[int, dict[str, Any]],
+        updates: dict[int, dict[str, Any]],
+        events: list[dict[str, Any]] | None = None,
     ) -> None:
         async with self.sessionmaker.begin() as session:
             for row in rows.values():
@@ -382,6 +398,7 @@ class StoreOutbox:
                 await session.execute(
                     update(Interaction).where(Interaction.id == interaction_id).values(**fields)
                 )
+            await contact_events.append_events(session, events or [])
             if rows and session.get_bind().dialect.name == "postgresql":
                 # Explicit ids do not move the sequence: the next insert must not reuse one.
                 await session.execute(
@@ -393,30 +410,38 @@ class StoreOutbox:
         self.written_contacts += len(rows)
 
     async def _write_one_by_one(
-        self, rows: dict[int, dict[str, Any]], updates: dict[int, dict[str, Any]]
+        self,
+        rows: dict[int, dict[str, Any]],
+        updates: dict[int, dict[str, Any]],
+        events: list[dict[str, Any]],
     ) -> bool:
         """Each entry on its own; False (the rest put back) if the store goes meanwhile."""
-        entries: list[tuple[dict[int, dict[str, Any]], dict[int, dict[str, Any]]]] = [
-            *(({i: row}, {}) for i, row in rows.items()),
-            *(({}, {i: fields}) for i, fields in updates.items()),
+        Entry = tuple[dict[int, dict[str, Any]], dict[int, dict[str, Any]], list[dict[str, Any]]]
+        entries: list[Entry] = [
+            *(({i: row}, {}, []) for i, row in rows.items()),
+            *(({}, {i: fields}, []) for i, fields in updates.items()),
+            *([({}, {}, events)] if events else []),
         ]
-        for n, (row, fields) in enumerate(entries):
+        for n, (row, fields, logged) in enumerate(entries):
             try:
-                await self._write_entry(row, fields)
+                await self._write_entry(row, fields, logged)
             except BaseException as exc:
-                for later_rows, later_updates in reversed(entries[n:]):
-                    self._put_back(later_rows, later_updates)
+                for later_rows, later_updates, later_events in reversed(entries[n:]):
+                    self._put_back(later_rows, later_updates, later_events)
                 if isinstance(exc, Exception) and store_unavailable(exc):
                     return False
                 raise
         return True
 
     async def _write_entry(
-        self, rows: dict[int, dict[str, Any]], updates: dict[int, dict[str, Any]]
+        self,
+        rows: dict[int, dict[str, Any]],
+        updates: dict[int, dict[str, Any]],
+        events: list[dict[str, Any]],
     ) -> None:
         """One entry the store refused in a batch: stored as well as it can be, or logged."""
         try:
-            await self._write(rows, updates)
+            await self._write(rows, updates, events)
             return
         except Exception as exc:
             if store_unavailable(exc):
@@ -450,9 +475,15 @@ class StoreOutbox:
         for interaction_id in updates:
             self.lost_writes += 1
             log.error("held update of interaction %s not stored: %s", interaction_id, reason)
+        if events:
+            self.lost_writes += len(events)
+            log.error("%d held contact events not stored: %s", len(events), reason)
 
     def _put_back(
-        self, rows: dict[int, dict[str, Any]], updates: dict[int, dict[str, Any]]
+        self,
+        rows: dict[int, dict[str, Any]],
+        updates: dict[int, dict[str, Any]],
+        events: list[dict[str, Any]] | None = None,
     ) -> None:
         # What arrived during the attempt goes on top of what was being written.
         merged_rows = {i: {**row, **self._updates.pop(i, {})} for i, row in rows.items()}
@@ -461,6 +492,7 @@ class StoreOutbox:
         for i, fields in self._updates.items():
             merged_updates.setdefault(i, {}).update(fields)
         self._rows, self._updates = merged_rows, merged_updates
+        self._events = [*(events or []), *self._events]
 
     def _recovered(self) -> None:
         self._empty.set()

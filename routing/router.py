@@ -24,6 +24,7 @@ import itertools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from crm_store.errors import ContactCenterError
 from routing.model import (
     CHANNELS,
     Activity,
@@ -41,13 +42,17 @@ from routing.model import (
 )
 
 
-class RoutingError(Exception):
-    """A request the router cannot honour (unknown agent, contact or queue; bad state)."""
+class RoutingError(ContactCenterError):
+    """A request the router cannot honour (unknown agent, contact or queue; bad state).
+
+    Each raise names its own id from `crm_store.error_ids` (hence the id comes first).
+    """
+
+    error_id = "routing.error"
 
     def __init__(self, error_id: str, message: str) -> None:
         super().__init__(message)
         self.error_id = error_id
-        self.message = message
 
 
 _HeapKey = tuple[float, ...]

@@ -22,9 +22,14 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from contact_center.bus import EventBus
-from contact_center.config import Config
-from contact_center.events import (
+from crm_store import agent_states, audit, interactions
+from crm_store.actors import Actor
+from crm_store.models import Customer, Interaction, User
+from crm_store.phones import bounded_caller_id, try_normalize_phone
+from crm_store.screen_pop import ScreenPopReader
+from routing.definitions import policy_from_config, queues_from_config
+from routing.dialing import dial_string, transfer_target
+from routing.events import (
     ContactAnswered,
     ContactEnded,
     ContactHeld,
@@ -33,16 +38,7 @@ from contact_center.events import (
     ContactTransferred,
     ContactUnheld,
 )
-from contact_center.intake import outbox_for, store_unavailable
-from contact_center.telephony import Telephony, TelephonyError
-from contact_center.web.hub import Hub
-from crm_store import agent_states, audit, interactions
-from crm_store.actors import Actor
-from crm_store.models import Interaction, User
-from crm_store.phones import bounded_caller_id
-from crm_store.screen_pop import ScreenPopReader
-from routing.definitions import policy_from_config, queues_from_config
-from routing.dialing import dial_string, transfer_target
+from routing.intake import open_contact, outbox_for, store_unavailable
 from routing.model import (
     Agent,
     Channel,
@@ -53,9 +49,12 @@ from routing.model import (
     OfferExpired,
     WrapUpEnded,
 )
+from routing.ports import EventPublisher, Notifier
 from routing.router import Router, RoutingError
-from routing.stats import Handled, QueueExit, Statistics
-from routing.writer import InteractionWriter
+from routing.settings import RoutingSource
+from routing.stats import LifeCycleEvent, Statistics, Tally, live_queue_figures
+from routing.telephony import Telephony, TelephonyError
+from routing.writer import InteractionWriter, as_stored, load_events
 
 log = logging.getLogger(__name__)
 
@@ -116,11 +115,11 @@ class RoutingService:
 
     def __init__(
         self,
-        config: Config,
+        config: RoutingSource,
         *,
-        bus: EventBus,
+        bus: EventPublisher,
         sessionmaker: async_sessionmaker[AsyncSession],
-        hub: Hub,
+        hub: Notifier,
         screen_pops: ScreenPopReader,
         telephony: Telephony | None,
         clock: Callable[[], float] = time.time,
@@ -139,6 +138,9 @@ class RoutingService:
             windows_minutes=config.routing.stats_windows_minutes,
             timezone=config.routing.timezone,
         )
+        # Every figure comes from life-cycle events, fed here live and from the store's
+        # contact-event log at start-up.
+        self.tally = Tally(self.stats)
         self.agents: dict[int, AgentInfo] = {}
         self.contacts: dict[int, ContactInfo] = {}
         self._wrapping: dict[int, list[ContactInfo]] = {}
@@ -155,8 +157,13 @@ class RoutingService:
     # --- life cycle ---------------------------------------------------------------
 
     async def start(self) -> None:
-        """Load agents and their statuses, restore waiting digital contacts, start timers."""
+        """Rebuild the day's figures from the stored contact events, load agents and their
+        statuses, restore waiting digital contacts, start timers."""
         now = self.clock()
+        for stored in await load_events(
+            self.sessionmaker, self.stats.history_start(now), ("status",)
+        ):
+            self.tally.apply(stored)
         async with self.sessionmaker() as session:
             users = (
                 await session.scalars(
@@ -255,25 +262,29 @@ class RoutingService:
         info = self.agents[user_id]
         info.display_name, info.role, info.device = user.display_name, user.role, user.device
         router_agent = self.router.agents[user_id]
-        policy = self.router.policy
-        router_agent.capacity = {
-            c: int(user.capacities.get(c, policy.capacity.get(c, 0))) for c in policy.capacity
-        }
+        router_agent.capacity = self._capacity(user)
         await self._carry_out(self.router.update_skills(user_id, dict(user.skills), now))
         self._push_agent(user_id)
         self._changed()
 
-    def _add_agent(self, user: User, now: float) -> None:
+    def _capacity(self, user: User) -> dict[Channel, int]:
+        """The user's capacity per channel; none for voice without a phone device
+        (nothing could ring: an accepted call would never connect)."""
         policy = self.router.policy
         capacity = {
             c: int(user.capacities.get(c, policy.capacity.get(c, 0))) for c in policy.capacity
         }
+        if not user.device and "voice" in capacity:
+            capacity["voice"] = 0
+        return capacity
+
+    def _add_agent(self, user: User, now: float) -> None:
         self.router.add_agent(
             Agent(
                 user.id,
                 user.username,
                 dict(user.skills),
-                capacity,
+                self._capacity(user),
                 status_since=now,
                 idle_since=now,
                 activity_since=now,
@@ -329,6 +340,7 @@ class RoutingService:
             log.warning("cannot queue contact %s: %s", event.interaction_id, exc.message)
             self.contacts.pop(event.interaction_id, None)
             return
+        self._record("queued", info, event.at)
         await self._carry_out(decisions)
         self._changed()
 
@@ -343,11 +355,8 @@ class RoutingService:
             except RoutingError as exc:
                 log.warning("answer for %s not matching its offer: %s", event.interaction_id, exc)
                 return
-            if info.queue is not None:
-                self.stats.record_exit(
-                    QueueExit(info.queue, info.channel, info.queue_entered_at, event.at, "answered")
-                )
         info.state, info.agent_id, info.answered_at = "talking", event.agent_id, event.at
+        self._record("answered", info, event.at)
         self._persist(event.interaction_id, answered_at=_dt(event.at), agent_id=event.agent_id)
         self._push_contact(info)
         self._push_agent(event.agent_id)
@@ -371,6 +380,7 @@ class RoutingService:
         info = self.contacts.get(event.interaction_id)
         if info is not None and info.state == "talking":
             info.state, info.held_since = "held", event.at
+            self._record("held", info, event.at)
             self._push_contact(info)
 
     async def on_unheld(self, event: ContactUnheld) -> None:
@@ -379,11 +389,15 @@ class RoutingService:
         if info is not None and info.state == "held" and info.held_since is not None:
             info.hold_total += event.at - info.held_since
             info.state, info.held_since = "talking", None
+            self._record("unheld", info, event.at)
             self._push_contact(info)
 
     async def on_transferred(self, event: ContactTransferred) -> None:
         """Recorded on the interaction; the end of the agent's part follows."""
         self._persist(event.interaction_id, end_cause=f"transferred to {event.target}")
+        info = self.contacts.get(event.interaction_id)
+        if info is not None:
+            self._record("transferred", info, event.at, target=event.target)
 
     async def on_ended(self, event: ContactEnded) -> None:
         """The contact is over, or the customer left before an agent answered."""
@@ -394,10 +408,7 @@ class RoutingService:
         if info.state in ("waiting", "offered"):
             offered_to = info.agent_id if info.state == "offered" else None
             decisions = self.router.remove_contact(str(event.interaction_id), now)
-            if info.queue is not None:
-                self.stats.record_exit(
-                    QueueExit(info.queue, info.channel, info.queue_entered_at, now, "abandoned")
-                )
+            self._record("abandoned", info, now, cause=event.cause)
             info.state, info.ended_at = "closed", now
             self.contacts.pop(event.interaction_id, None)
             self._persist(event.interaction_id, ended_at=_dt(now), end_cause=event.cause)
@@ -421,6 +432,7 @@ class RoutingService:
             info.ended_at = now
             info.state = "wrap_up"
             agent_id = info.agent_id
+            self._record("ended", info, now, cause=event.cause)
             try:
                 decisions = self.router.end_contact(str(event.interaction_id), agent_id, now)
             except RoutingError:
@@ -496,7 +508,7 @@ class RoutingService:
         self._unconfirmed.pop(agent_id, None)
         self.router.agents[agent_id].confirm_by = None
         decisions = self.router.set_status(agent_id, status, now, reason)  # type: ignore[arg-type]
-        self.stats.record_status(agent_id, status, reason, now)
+        self._record_status(agent_id, status, reason, now)
         async with self.sessionmaker.begin() as session:
             await agent_states.save_agent_state(
                 session, agent_id, status, reason if status == "not_ready" else None, _dt(now)
@@ -534,6 +546,7 @@ class RoutingService:
         info = self._offered_to(agent_id, interaction_id)
         now = self.clock()
         decisions = self.router.reject(str(interaction_id), agent_id, now)
+        self._record("offer_declined", info, now)
         info.state, info.agent_id = "waiting", None
         if info.channel == "voice" and self.telephony is not None:
             with contextlib.suppress(TelephonyError):
@@ -583,7 +596,6 @@ class RoutingService:
 
     async def dial(self, agent_id: int, number: str) -> int:
         """Click-to-dial from the agent's device; the call counts against their capacity."""
-        from contact_center.intake import open_contact
 
         agent = self._agent_info(agent_id)
         if self.telephony is None:
@@ -593,7 +605,6 @@ class RoutingService:
         router_agent = self.router.agents[agent_id]
         if router_agent.active or router_agent.offered:
             raise RoutingError("routing.busy", "finish your current contact first")
-        from crm_store.phones import try_normalize_phone
 
         # Only phone keys reach the PBX: the number becomes an `Exten:` of an Originate.
         number = dial_string(number)
@@ -621,11 +632,13 @@ class RoutingService:
         info.agent_id = agent_id
         self.contacts[opened.interaction_id] = info
         self.router.start_direct(str(opened.interaction_id), agent_id, "voice", now)
+        self._record("dialing", info, now)
         self._persist(opened.interaction_id, agent_id=agent_id)
         try:
             await self.telephony.dial(opened.interaction_id, agent_id, agent.device, number)
         except TelephonyError as exc:
             self.contacts.pop(opened.interaction_id, None)
+            self._record("dial_failed", info, now)
             self.router.end_contact(str(opened.interaction_id), agent_id, now)
             self.router.finish_wrap_up(agent_id, now)
             self._persist(opened.interaction_id, ended_at=_dt(now), end_cause="dial failed")
@@ -701,6 +714,8 @@ class RoutingService:
         info.offer_expires_at = offer.expires_at
         info.explanation = dict(offer.explanation)
         offered_at = self.clock()
+        # Why this agent (skills matched, step, wait, idle time), kept for every offer.
+        self._record("offered", info, offered_at, explanation=dict(offer.explanation))
         # The screen first, then the phone: the agent sees who it is before answering.
         pop = await self._pop(info)
         self.hub.to_agent(
@@ -742,14 +757,24 @@ class RoutingService:
                 with contextlib.suppress(TelephonyError):
                     await self.telephony.return_to_waiting(interaction_id)
         now = self.clock()
-        self.stats.record_missed_offer(expired.agent_id, now)
+        self._record_event(
+            LifeCycleEvent(
+                "offer_timeout",
+                as_stored(now),
+                interaction_id,
+                info.channel if info is not None else None,
+                info.queue if info is not None else None,
+                expired.agent_id,
+                {"agent_set_not_ready": expired.agent_set_not_ready},
+            )
+        )
         self.hub.to_agent(
             expired.agent_id,
             {"type": "offer_ended", "offer_id": interaction_id, "outcome": "timeout"},
         )
         if expired.agent_set_not_ready:
             agent = self.router.agents[expired.agent_id]
-            self.stats.record_status(agent.id, agent.status, agent.reason, now)
+            self._record_status(agent.id, agent.status, agent.reason, now)
             async with self.sessionmaker.begin() as session:
                 await agent_states.save_agent_state(
                     session, agent.id, agent.status, agent.reason, _dt(now)
@@ -762,9 +787,10 @@ class RoutingService:
         if info is None:
             return
         now = self.clock()
-        self.stats.record_exit(
-            QueueExit(reached.queue, info.channel, info.queue_entered_at, now, reached.action)
-        )
+        if reached.target:
+            self._record(reached.action, info, now, target=reached.target)
+        else:
+            self._record(reached.action, info, now)
         if reached.action == "overflow" and reached.target:
             info.queue, info.queue_entered_at = reached.target, now
             self._persist(interaction_id, queue=reached.target)
@@ -798,11 +824,7 @@ class RoutingService:
 
     def _close_wrap_up(self, agent_id: int, now: float) -> None:
         for info in self._wrapping.pop(agent_id, []):
-            ended = info.ended_at or now
-            talk = max(0.0, ended - (info.answered_at or ended) - info.hold_total)
-            self.stats.record_handled(
-                Handled(info.queue, info.channel, agent_id, now, talk, info.hold_total, now - ended)
-            )
+            self._record("wrap_up_ended", info, now, agent_id=agent_id)
             info.state = "closed"
             if self.contacts.get(info.interaction_id) is info:
                 # Not when the same interaction is waiting again (transferred to a queue).
@@ -869,8 +891,6 @@ class RoutingService:
                 members[queue_name].append(agent_id)
         result = []
         for name, queue in self.router.queues.items():
-            waiting = self.router.queued(name)
-            longest = max((now - c.enqueued_at for c in waiting), default=0.0)
             agents = [self.router.agents[a] for a in members[name]]
             figures = self.stats.queue_figures(name, now)
             today = figures["today"]
@@ -879,15 +899,7 @@ class RoutingService:
                     "name": name,
                     "channels": list(queue.channels),
                     "sla_seconds": queue.sla_seconds,
-                    "waiting": len(waiting),
-                    "longest_wait_seconds": round(longest, 1),
-                    "agents_ready": sum(
-                        1 for a in agents if a.status == "ready" and a.activity(now) == "idle"
-                    ),
-                    "agents_busy": sum(
-                        1 for a in agents if a.status != "offline" and a.activity(now) != "idle"
-                    ),
-                    "agents_not_ready": sum(1 for a in agents if a.status == "not_ready"),
+                    **live_queue_figures(self.router.queued(name), agents, now),
                     "service_level": today["service_level"],
                     "asa_seconds": today["asa_seconds"],
                     "abandoned": today["abandoned"],
@@ -988,7 +1000,6 @@ class RoutingService:
         return data
 
     async def _tier_priority(self, customer_id: int) -> int:
-        from crm_store.models import Customer
 
         try:
             async with self.sessionmaker() as session:
@@ -1001,6 +1012,31 @@ class RoutingService:
 
     def _persist(self, interaction_id: int, **fields: Any) -> None:
         self.writer.write(interaction_id, **fields)
+
+    def _record(
+        self, kind: str, info: ContactInfo, at: float, *, agent_id: int | None = None, **why: Any
+    ) -> None:
+        """A step of the contact's life cycle: counted, and logged in the store."""
+        self._record_event(
+            LifeCycleEvent(
+                kind,
+                as_stored(at),
+                info.interaction_id,
+                info.channel,
+                info.queue,
+                info.agent_id if agent_id is None else agent_id,
+                why,
+            )
+        )
+
+    def _record_status(self, agent_id: int, status: str, reason: str | None, at: float) -> None:
+        why = {"status": status, "reason": reason if status == "not_ready" else None}
+        self._record_event(LifeCycleEvent("status", as_stored(at), agent_id=agent_id, details=why))
+
+    def _record_event(self, event: LifeCycleEvent) -> None:
+        # The same event feeds the figures now and, read back, after a restart.
+        self.tally.apply(event)
+        self.writer.record(event)
 
     def _reasons(self) -> list[str]:
         # "supervisor" and "missed-offer" are the daemon's own reasons, always valid.

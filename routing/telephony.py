@@ -5,13 +5,16 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from crm_store.errors import ContactCenterError
 
-class TelephonyError(Exception):
+
+class TelephonyError(ContactCenterError):
     """The PBX could not do what was asked (with a message for the agent)."""
+
+    error_id = "telephony.failed"
 
     def __init__(self, message: str, error_id: str = "telephony.failed") -> None:
         super().__init__(message)
-        self.message = message
         self.error_id = error_id
 
 

@@ -25,6 +25,7 @@ from adapters.agi.channel import (
     read_line,
 )
 from adapters.agi.codec import AgiEnvironment, AgiProtocolError
+from crm_store.errors import ContactCenterError
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +33,12 @@ AgiHandler = Callable[[AgiEnvironment, AgiChannel], Awaitable[None]]
 MAX_ENV_LINES = 256  # a real environment has about 25 lines plus one per argument
 STOP_TIMEOUT = 5.0  # seconds stop() waits for cancelled sessions to end
 
+
+
+class ListenError(ContactCenterError):
+    """The FastAGI port cannot be opened (in use, not allowed)."""
+
+    error_id = "listen.failed"
 
 @dataclass(slots=True)
 class AgiServerStats:

@@ -6,7 +6,7 @@ looks customers up in the store, and on the way out records the path taken and w
 caller keyed in on the interaction. A caller hanging up at any step ends the run cleanly.
 
 Nothing the store does stops a call here: a look-up that cannot be read finds nobody, and
-a write that cannot be made waits in the store's outbox (contact_center.intake). A
+a write that cannot be made waits in the store's outbox (routing.intake). A
 caller id is whatever the network sent, so it is bounded before anything uses it.
 """
 
@@ -20,15 +20,15 @@ from typing import Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from contact_center.bus import EventBus
-from contact_center.events import ContactQueued
-from contact_center.intake import OpenedContact, store_unavailable, update_contact
 from crm_store import customers
 from crm_store.errors import StoreError
 from crm_store.models import Customer
 from crm_store.phones import bounded_caller_id
 from ivr_flows import interpreter as ivr
 from ivr_flows.model import Flow
+from routing.events import ContactQueued
+from routing.intake import OpenedContact, store_unavailable, update_contact
+from routing.ports import EventPublisher
 
 log = logging.getLogger(__name__)
 MAX_COMMANDS = 500  # a guard on top of the flow's own step limit
@@ -150,7 +150,7 @@ async def _lookup(
 
 
 async def hand_to_routing(
-    bus: EventBus,
+    bus: EventPublisher,
     sessionmaker: async_sessionmaker[AsyncSession],
     opened: OpenedContact,
     outcome: IvrOutcome,

@@ -7,13 +7,20 @@ its events into contact events on the bus, and the port's commands become AMI ac
 Delivery: Setvar of the agent's device on the caller's channel, then a Redirect into the
 agent context, which Dials it (contrib/asterisk/extensions_contact_center.conf); the
 caller goes back to the holding context when nobody answers, and the DialEnd that says so
-moves the offer on at once. Hold from the desktop: a Redirect of both legs (caller to music
-on hold, agent to a silent wait), and unhold is a Bridge action joining them again.
+moves the offer on at once (a device that cannot be dialled raises no DialEnd: the
+dialplan's CcRingFailed user event does it). Hold from the desktop: a Redirect of both legs
+(caller to music on hold, agent to a silent wait), and unhold is a Bridge action joining
+them again; either side hanging up while held hangs up the other. Click-to-dial and spy
+are async Originates followed by their OriginateResponse. After every AMI login a resync
+closes calls that ended, queues again the known ones still waiting, and sends callers
+who came while the daemon was down (waiting untagged in the holding context) through the
+IVR.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import time
 from collections.abc import Callable
@@ -26,7 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from adapters.agi.channel import AgiChannel, AgiError
 from adapters.agi.codec import AgiEnvironment
-from adapters.agi.server import FastAgiServer
+from adapters.agi.server import FastAgiServer, ListenError
 from adapters.ami.calls import TRACKED_EVENTS, CallTracker, TrackerConfig
 from adapters.ami.client import AmiActionRefused, AmiClient, AmiError
 from adapters.ami.events import (
@@ -39,10 +46,14 @@ from adapters.ami.events import (
 )
 from adapters.ami.framing import AmiMessage
 from adapters.asterisk.ivr import AgiCaller
-from contact_center.bus import EventBus
-from contact_center.config import PbxConfig
-from contact_center.errors import ListenError
-from contact_center.events import (
+from adapters.asterisk.ivr_runner import IvrOutcome, hand_to_routing, record_ivr_end, run_flow
+from adapters.asterisk.settings import PbxConfig
+from crm_store.fast_intake import SqliteIntake
+from crm_store.models import Interaction
+from ivr_flows import interpreter as ivr
+from ivr_flows.model import Flow
+from routing.dialing import device_name, dial_string
+from routing.events import (
     ContactAnswered,
     ContactEnded,
     ContactHeld,
@@ -51,26 +62,36 @@ from contact_center.events import (
     ContactTransferred,
     ContactUnheld,
 )
-from contact_center.intake import open_contact
-from contact_center.ivr_runner import IvrOutcome, hand_to_routing, record_ivr_end, run_flow
-from contact_center.telephony import TelephonyError
-from crm_store.fast_intake import SqliteIntake
-from crm_store.models import Interaction
-from ivr_flows import interpreter as ivr
-from ivr_flows.model import Flow
-from routing.dialing import device_name, dial_string
+from routing.intake import open_contact
+from routing.ports import EventPublisher
 from routing.router import RoutingError
+from routing.telephony import TelephonyError
 
 log = logging.getLogger(__name__)
 
 INTERACTION_VAR = "CC_INTERACTION_ID"
 DEVICE_VAR = "CC_AGENT_DEVICE"
 RING_VAR = "CC_RING_SECONDS"
+UNHELD_VAR = "CC_UNHELD"  # set just before unhold's Bridge (see [cc-hold])
+DID_VAR = "CC_DID"  # the number the caller dialled, set by the inbound context
 TRANSFER_CONTEXT = "cc-transfer"
 OUTBOUND_CONTEXT = "cc-outbound"
 VOICEMAIL_CONTEXT = "cc-voicemail"
 HOLD_CONTEXT = "cc-hold"
 HOLD_AGENT_CONTEXT = "cc-hold-agent"
+# The user event [cc-agents] raises when its Dial ends without an answer.
+RING_FAILED_EVENT = "CcRingFailed"
+# ActionIDs of our async Originates, to follow their OriginateResponse.
+DIAL_ACTION_PREFIX = "cc-dial-"
+SPY_ACTION_PREFIX = "cc-spy-"
+# OriginateResponse's Reason: Asterisk's AST_CONTROL_* code of how the phone ended.
+_ORIGINATE_REASONS = {
+    "0": "could not be dialled",
+    "1": "hung up",
+    "3": "was not answered",
+    "5": "was busy",
+    "8": "was congested",
+}
 # A Dial the daemon cancelled itself (Redirect) or that the caller's hang-up ended: the
 # router already knows; any other failed DialEnd is the agent's phone not taking the call.
 _OWN_DIAL_ENDINGS = frozenset({"cancel"})
@@ -127,7 +148,7 @@ class AsteriskPbx:
         self,
         pbx: PbxConfig,
         *,
-        bus: EventBus,
+        bus: EventPublisher,
         sessionmaker: async_sessionmaker[AsyncSession],
         flows: dict[str, Flow],
         default_flow: str,
@@ -158,6 +179,7 @@ class AsteriskPbx:
         self._by_call_id: dict[str, int] = {}
         self._started: dict[str, CallStarted] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._spies = itertools.count(1)
         self.ami = AmiClient(
             host=pbx.ami.host,
             port=pbx.ami.port,
@@ -278,18 +300,68 @@ class AsteriskPbx:
     # --- AMI events -----------------------------------------------------------------
 
     def _on_ami_event(self, message: AmiMessage) -> None:
-        if message.get("Event") == "Hangup":
-            self._agent_left_hold(str(message.get("Channel", "")))
+        name = message.get("Event")
+        if name == "Hangup":
+            self._left_hold(str(message.get("Channel", "")))
+        elif name == "UserEvent" and message.get("UserEvent") == RING_FAILED_EVENT:
+            self._dial_failed(message)
+        elif name == "OriginateResponse":
+            self._originated(message)
         for event in self.tracker.feed_message(message, self.clock()):
             self._domain(event)
 
-    def _agent_left_hold(self, channel: str) -> None:
-        """The agent hung up while the customer was on hold: [cc-hold] would play them
-        music forever, so the customer's leg is hung up too (the agent ended the call)."""
+    def _originated(self, message: AmiMessage) -> None:
+        """How an async Originate went (it is answered "queued" at once): a click-to-dial
+        whose phone was busy, unreachable or not picked up ends here; a spy that failed
+        is logged."""
+        action_id = str(message.get("ActionID", ""))
+        if message.get("Response") == "Success":
+            return
+        reason = _ORIGINATE_REASONS.get(str(message.get("Reason", "")), "failed")
+        if action_id.startswith(SPY_ACTION_PREFIX):
+            log.warning("spy from %s failed: the phone %s", message.get("Channel"), reason)
+            return
+        if not action_id.startswith(DIAL_ACTION_PREFIX):
+            return
+        uniqueid = action_id  # dial() uses the same id for the ActionID and the channel
+        for interaction_id, call in list(self.calls.items()):
+            if call.outbound and call.uniqueid == uniqueid and call.agent_channel is None:
+                self._forget(interaction_id)
+                self.bus.publish(
+                    ContactEnded(interaction_id, self.clock(), f"dial failed: phone {reason}")
+                )
+
+    def _dial_failed(self, message: AmiMessage) -> None:
+        """[cc-agents]' Dial ended without an answer. A device that cannot be dialled
+        raises no DialEnd: this is then the only word that the offer is over."""
+        channel = str(message.get("Channel", ""))
+        device = str(message.get("Device", ""))
+        status = str(message.get("DialStatus", "")).lower() or "chanunavail"
+        for call in list(self.calls.values()):
+            if call.channel != channel or call.ringing_agent is None:
+                continue
+            # A DialEnd already moved the offer on (and maybe rang another device).
+            if call.ringing_device is None or call.ringing_device.lower() != device.lower():
+                continue
+            self._ring_failed(
+                call,
+                AgentNotAnswered(
+                    call_id="", at=self.clock(), device=device, agent_channel="", reason=status
+                ),
+            )
+
+    def _left_hold(self, channel: str) -> None:
+        """One side of a held call hung up: the other is out of any bridge, in [cc-hold]'s
+        music or [cc-hold-agent]'s Wait(7200), and nothing else would end it, so it is
+        hung up too (whoever left ended the call)."""
         for call in self.calls.values():
-            if call.held and call.agent_channel is not None and _legs(call)[1] == channel:
+            if not call.held or call.agent_channel is None:
+                continue
+            customer, agent = _legs(call)
+            other = customer if channel == agent else agent if channel == customer else None
+            if other is not None:
                 call.held = False
-                task = asyncio.create_task(self._hang_up_quietly(_legs(call)[0]))
+                task = asyncio.create_task(self._hang_up_quietly(other))
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
 
@@ -297,7 +369,7 @@ class AsteriskPbx:
         try:
             await self._action({"Action": "Hangup", "Channel": channel})
         except TelephonyError as exc:
-            log.warning("could not hang up %s after its agent left: %s", channel, exc)
+            log.warning("could not hang up %s after the other side left hold: %s", channel, exc)
 
     def _domain(self, event: Any) -> None:
         if isinstance(event, CallStarted):
@@ -341,6 +413,39 @@ class AsteriskPbx:
         for event in self.tracker.resync(items, self.clock()):
             self._domain(event)
         await self._adopt(items)
+        await self._pick_up_strays(items)
+
+    async def _pick_up_strays(self, items: list[Any]) -> None:
+        """Callers waiting in the holding context that no interaction knows came while
+        the daemon was down (their FastAGI failed, the dialplan went on to wait): they
+        are sent back to the inbound context, to the number they dialled, to run the IVR
+        now (which queues them like any call)."""
+        known = {call.uniqueid for call in self.calls.values()}
+        for item in items:
+            uniqueid, channel = str(item.get("Uniqueid", "")), str(item.get("Channel", ""))
+            if item.get("Context") != self.pbx.holding_context or uniqueid in known:
+                continue
+            try:
+                reply = await self._action(
+                    {"Action": "Getvar", "Channel": channel, "Variable": DID_VAR}
+                )
+                did = str(reply.get("Value") or "")
+                if not did or did == "(null)":
+                    log.warning("caller %s waits untagged and without %s: left", channel, DID_VAR)
+                    continue
+                await self._action(
+                    {
+                        "Action": "Redirect",
+                        "Channel": channel,
+                        "Context": self.pbx.inbound_context,
+                        "Exten": did,
+                        "Priority": "1",
+                    }
+                )
+            except TelephonyError as exc:
+                log.warning("could not pick up the waiting caller %s: %s", channel, exc)
+                continue
+            log.info("caller %s came while the daemon was away: sent to the IVR", channel)
 
     async def _adopt(self, items: list[Any]) -> None:
         live = {str(m.get("Uniqueid")): str(m.get("Channel")) for m in items}
@@ -485,6 +590,16 @@ class AsteriskPbx:
         call = self._connected(interaction_id)
         if not call.held:
             raise TelephonyError(f"call {interaction_id} is not on hold", "telephony.not_held")
+        # [cc-hold] then knows that its MusicOnHold() ended for the bridge (and hangs up
+        # when the call ends), not for want of a music-on-hold class.
+        await self._action(
+            {
+                "Action": "Setvar",
+                "Channel": _legs(call)[0],
+                "Variable": UNHELD_VAR,
+                "Value": "1",
+            }
+        )
         await self._action(
             {
                 "Action": "Bridge",
@@ -515,7 +630,7 @@ class AsteriskPbx:
         the tracker follows it as a call from its first event and its answer and end
         reach the interaction like an inbound call's."""
         device, number = _checked(device_name, device), _checked(dial_string, number)
-        uniqueid = f"cc-dial-{interaction_id}"
+        uniqueid = f"{DIAL_ACTION_PREFIX}{interaction_id}"
         self._link(interaction_id, device, uniqueid)
         call = self.calls[interaction_id]
         call.outbound, call.ringing_agent, call.ringing_device = True, agent_id, device
@@ -528,6 +643,9 @@ class AsteriskPbx:
                     "Exten": number,
                     "Priority": "1",
                     "Async": "true",
+                    # Its OriginateResponse (the phone busy, not answered...) is found
+                    # by this ActionID once the reply has come.
+                    "ActionID": uniqueid,
                     "ChannelId": uniqueid,
                     # A list: one Variable header each (panoramisk repeats the key).
                     "Variable": [
@@ -553,6 +671,7 @@ class AsteriskPbx:
                 "Application": "ChanSpy",
                 "Data": f"{agent_device},{options}",
                 "Async": "true",
+                "ActionID": f"{SPY_ACTION_PREFIX}{next(self._spies)}",
             }
         )
 

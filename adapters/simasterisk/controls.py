@@ -24,8 +24,8 @@ from adapters.simasterisk import traffic
 from adapters.simasterisk.phones import CALLER, PhonePolicy
 from adapters.simasterisk.simulator import SimCall, SimulatedAsterisk
 from adapters.simasterisk.traffic import TrafficModel
-from contact_center.telephony import TelephonyError
 from ivr_flows.model import Flow
+from routing.telephony import TelephonyError
 
 # An agent's phone: rings until answered from the desktop; talks until a hang-up.
 AGENT_PHONE = PhonePolicy(answer_after=None, talk_seconds=None)

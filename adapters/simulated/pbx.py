@@ -18,8 +18,12 @@ from typing import Any, Literal
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from contact_center.bus import EventBus
-from contact_center.events import (
+from adapters.asterisk.ivr_runner import CallerGone, hand_to_routing, record_ivr_end, run_flow
+from crm_store.fast_intake import SqliteIntake
+from crm_store.models import Interaction
+from ivr_flows import interpreter as ivr
+from ivr_flows.model import Flow
+from routing.events import (
     ContactAnswered,
     ContactEnded,
     ContactHeld,
@@ -27,13 +31,9 @@ from contact_center.events import (
     ContactTransferred,
     ContactUnheld,
 )
-from contact_center.intake import OpenedContact, open_contact
-from contact_center.ivr_runner import CallerGone, hand_to_routing, record_ivr_end, run_flow
-from contact_center.telephony import TelephonyError
-from crm_store.fast_intake import SqliteIntake
-from crm_store.models import Interaction
-from ivr_flows import interpreter as ivr
-from ivr_flows.model import Flow
+from routing.intake import OpenedContact, open_contact
+from routing.ports import EventPublisher
+from routing.telephony import TelephonyError
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ class SimulatedPbx:
 
     def __init__(
         self,
-        bus: EventBus,
+        bus: EventPublisher,
         sessionmaker: async_sessionmaker[AsyncSession],
         *,
         region: str,

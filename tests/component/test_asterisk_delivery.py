@@ -24,11 +24,11 @@ from aiohttp.test_utils import TestServer
 
 from contact_center.app import make_app
 from contact_center.keys import DAEMON
-from contact_center.telephony import TelephonyError
 from crm_store import interactions, migrate, users
 from crm_store.actors import Actor
 from crm_store.database import make_engine, make_sessionmaker
 from routing.router import RoutingError
+from routing.telephony import TelephonyError
 from tests.component.api_fixtures import asterisk_config_for
 from tests.fakes.ami_replay import TRACES, ReplayServer, Scenario
 

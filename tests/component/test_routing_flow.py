@@ -191,8 +191,8 @@ async def test_supervisor_sets_an_agent_not_ready_and_it_is_audited(api: Api) ->
 async def test_statuses_and_waiting_digital_contacts_survive_a_restart(
     tmp_path: Any, aiohttp_server: Any, aiohttp_client: Any, fast_hasher: None
 ) -> None:
-    from contact_center.events import ContactQueued
-    from contact_center.intake import open_contact
+    from routing.events import ContactQueued
+    from routing.intake import open_contact
     from tests.component.api_fixtures import config_for
 
     first = await start_api(tmp_path, aiohttp_server, aiohttp_client)

@@ -17,9 +17,9 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from adapters.ami.client import AmiActionRefused
-from contact_center.telephony import TelephonyError
 from crm_store import users
 from routing.router import RoutingError
+from routing.telephony import TelephonyError
 from tests.component.test_ami_client import client_for
 from tests.component.test_asterisk_delivery import Delivery, delivery, wait_for
 from tests.fakes.ami_replay import ReplayServer, Scenario

@@ -24,10 +24,10 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from contact_center.keys import DAEMON
-from contact_center.telephony import TelephonyError
 from contact_center.web.errors import RETRY_AFTER_SECONDS
 from contact_center.web.routes import ANY_USER
 from contact_center.web.ws import WS_MESSAGES, WsContext, WsMessageSpec
+from routing.telephony import TelephonyError
 from tests.component.api_fixtures import (
     Api,
     ClientFactory,
@@ -242,4 +242,5 @@ async def test_websocket_replies_translate_errors_as_http_does(api: Api) -> None
         assert reply["error"] == {
             "id": "telephony.refused",
             "message": "the PBX refused the transfer",
+            "status": 409,
         }

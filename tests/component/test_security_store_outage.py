@@ -51,7 +51,7 @@ async def test_ivr_calls_during_a_write_lock_are_routed_then_stored(
     await routing.set_status(agent.id, "ready", None, actor=Actor(agent.id, "bob", "agent"))
 
     lock = sqlite3.connect(tmp_path / "cc.db", isolation_level=None)
-    caplog.set_level(logging.INFO, logger="contact_center.intake")
+    caplog.set_level(logging.INFO, logger="routing.intake")
     try:
         lock.execute("BEGIN EXCLUSIVE")
         callers = [b"+44 20 7946 0018"] + [f"+4477009001{n:02d}".encode() for n in range(1, CALLS)]
@@ -97,7 +97,7 @@ async def test_ivr_calls_during_a_write_lock_are_routed_then_stored(
     # What routing recorded during the outage is there too.
     assert first.offered_at is not None and first.routing["queue"] == "support"
     # Said once when the store went, once when it was back.
-    messages = [r.getMessage() for r in caplog.records if r.name == "contact_center.intake"]
+    messages = [r.getMessage() for r in caplog.records if r.name == "routing.intake"]
     assert sum("cannot be written" in m for m in messages) == 1
     assert sum("takes writes again" in m for m in messages) == 1
 

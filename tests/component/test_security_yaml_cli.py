@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from contact_center import safe_yaml
+from ivr_flows import safe_yaml
 from tests.component.test_cli import Cli, parallel
 from tests.unit.test_security_yaml import RECURSIVE, billion_laughs
 

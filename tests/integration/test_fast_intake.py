@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from contact_center.intake import open_contact
 from crm_store import customers, interactions, migrate
 from crm_store.database import make_engine, make_sessionmaker
 from crm_store.errors import InvalidData, NotFound
 from crm_store.fast_intake import SqliteIntake
+from routing.intake import open_contact
 
 pytestmark = pytest.mark.integration
 

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from contact_center import safe_yaml
 from contact_center.config import load_config
 from contact_center.errors import ConfigError
+from ivr_flows import safe_yaml
 from ivr_flows.loader import FlowError, load_flows
 
 REPO = Path(__file__).resolve().parents[2]
