@@ -30,6 +30,7 @@ from adapters.simasterisk import SimulatedAsterisk
 from adapters.simasterisk.controls import SimulatedPhones, SimulatorControls, generate_calls
 from adapters.simasterisk.traffic import TrafficModel
 from adapters.simulated.pbx import SimulatedPbx
+from contact_center import roster_sync
 from contact_center.auth import revocation
 from contact_center.auth.passwords import LoginGate
 from contact_center.auth.ratelimit import LoginRateLimiter
@@ -429,6 +430,8 @@ def make_app(config: Config) -> web.Application:
             bus_component(daemon),
             pbx_component(daemon),
             routing_component(daemon),
+            # Users changed by the CLI or another daemon reach this one's router.
+            roster_sync.component(lambda: daemon.sessionmaker, lambda: daemon.routing),
             channels_component(daemon),
             heap_component(daemon),
         ]

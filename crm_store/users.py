@@ -396,6 +396,15 @@ async def sessions_voided_since(
     return [(uid, active, stamp) for uid, active, stamp in rows if stamp is not None]
 
 
+async def changed_since(session: AsyncSession, since: datetime) -> list[tuple[int, datetime]]:
+    """(user id, updated_at) of users changed after `since`: profile, skills, device, role,
+    activation (a scan of the users table: a contact center has hundreds, not millions)."""
+    rows = await session.execute(
+        select(User.id, User.updated_at).where(User.updated_at > since).order_by(User.id)
+    )
+    return [(uid, stamp) for uid, stamp in rows]
+
+
 async def authenticate(session: AsyncSession, username: str, password: str) -> User | None:
     """The active user if `password` is theirs, else None; rehashes outdated hashes.
 

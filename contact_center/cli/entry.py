@@ -91,6 +91,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="read the password from the first line of standard input (else prompt)",
     )
     p.set_defaults(function="users:cmd_password")
+    p = users.add_parser(
+        "set",
+        parents=[common],
+        help="change a user's name, role, skills or device (a running daemon follows)",
+    )
+    p.add_argument("username")
+    p.add_argument("--display-name", help="full name shown on screens")
+    p.add_argument("--role", choices=["agent", "supervisor", "admin"], help="ends their sessions")
+    p.add_argument(
+        "--skills", metavar="NAME=LEVEL,...", help="replace the skills (levels 1-10; '' for none)"
+    )
+    device = p.add_mutually_exclusive_group()
+    device.add_argument("--device", metavar="DEVICE", help="phone device, e.g. PJSIP/1001")
+    device.add_argument("--no-device", action="store_true", help="take the phone device away")
+    p.set_defaults(function="users:cmd_set")
 
     customers = sub.add_parser("customers", help="import and export customers").add_subparsers(
         dest="customers_command", metavar="ACTION", required=True

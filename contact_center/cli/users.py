@@ -1,10 +1,11 @@
-"""`contact-center users`: add, list, disable, enable, and set passwords."""
+"""`contact-center users`: add, list, change, disable, enable, and set passwords."""
 
 from __future__ import annotations
 
 import argparse
 import getpass
 import sys
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -12,7 +13,13 @@ from contact_center.cli.config_file import load
 from contact_center.cli.store import with_session
 from contact_center.errors import CommandError
 from crm_store.models import User
-from crm_store.users import create_user, list_users, set_password, set_user_active
+from crm_store.users import (
+    create_user,
+    list_users,
+    set_password,
+    set_user_active,
+    update_user,
+)
 
 
 def cmd_add(args: argparse.Namespace) -> int:
@@ -53,6 +60,31 @@ def cmd_list(args: argparse.Namespace) -> int:
             f"{user.username:<20} {user.role:<11} {'yes' if user.is_active else 'no':<7} "
             f"{user.device or '-':<16} {skills or '-'}"
         )
+    return 0
+
+
+def cmd_set(args: argparse.Namespace) -> int:
+    """Change the given profile fields of a user; a running daemon re-reads them."""
+    config = load(args)
+    changes: dict[str, Any] = {}
+    if args.display_name is not None:
+        changes["display_name"] = args.display_name
+    if args.role is not None:
+        changes["role"] = args.role
+    if args.skills is not None:
+        changes["skills"] = _parse_skills(args.skills)
+    if args.device is not None or args.no_device:
+        changes["device"] = None if args.no_device else args.device
+    if not changes:
+        raise CommandError("nothing to change: give --display-name, --role, --skills or --device")
+
+    async def go(session: AsyncSession) -> None:
+        await update_user(session, args.username, **changes)
+
+    with_session(config, go)
+    # The row's updated_at moves: a running daemon re-reads the user within a second or
+    # two (contact_center/roster_sync.py); a new role also ends their sessions.
+    print(f"user {args.username} changed: {', '.join(sorted(changes))}")
     return 0
 
 

@@ -43,6 +43,7 @@ def test_the_table_lists_every_command() -> None:
         "users disable",
         "users enable",
         "users password",
+        "users set",
         "customers import",
         "customers export",
         "replay",
