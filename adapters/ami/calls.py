@@ -16,6 +16,7 @@ after the caller is gone. Bad input never raises: it is counted in `report`.
 from __future__ import annotations
 
 import logging
+import re
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -37,6 +38,7 @@ from adapters.ami.events import (
 from adapters.ami.framing import AmiMessage
 from adapters.ami.resync import resync
 from adapters.ami.state import Call, Channel, caller_id, device_of, to_int
+from crm_store.phones import bounded_caller_id
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +80,12 @@ _Vars = Mapping[str, str] | AmiMessage
 # How many ended call ids to remember, so stragglers about them do not restart them.
 _ENDED_MEMORY = 10_000
 _FAILED_DIAL = {"NOANSWER", "BUSY", "CANCEL", "CHANUNAVAIL", "CONGESTION", "DONTCALL"}
+# Asterisk writes a channel's caller id fields (CallerIDName, ConnectedLineName, their
+# Dest/LocalOne/... forms) through ast_escape_c: `"` `'` `?` `\` and C control
+# characters come backslash-escaped; UTF-8 letters come as they are. OriginateResponse's
+# copy is not escaped, but the tracker never reads a name from it.
+_C_ESCAPE = re.compile(r"\\([abfnrtv\\'\"?])")
+_C_UNESCAPED = {"a": "\a", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +109,18 @@ class CallView:
     stage: str
     queue: str | None
     agent_channel: str | None
+
+
+def ami_text(value: str | None) -> str | None:
+    """A caller id field of a channel event as text: unescaped, cleaned, None if empty.
+
+    `<unknown>` (what Asterisk writes for an empty name or number), an empty value and
+    control characters only give None (`crm_store.phones.bounded_caller_id`).
+    """
+    if value is None:
+        return None
+    text = _C_ESCAPE.sub(lambda m: _C_UNESCAPED.get(m[1], m[1]), value)
+    return bounded_caller_id(text) if text not in ("<unknown>", "<none>") else None
 
 
 class CallTracker:
@@ -267,9 +287,19 @@ class CallTracker:
             return
         if isinstance(chan_vars, AmiMessage):
             chan_vars = chan_vars.chan_vars
-        tagged = bool(chan_vars.get(self.config.tag_variable))
-        if tagged or channel.context in self.config.inbound_contexts:
-            self._start(channel, now, out)
+        tag = chan_vars.get(self.config.tag_variable)
+        if tag or channel.context in self.config.inbound_contexts:
+            # A click-to-dial from a `Local/` device: the `;2` half (the phone) shows the
+            # tag first (the `;1` half gets it by a VarSet, which is not tracked), but the
+            # call is the `;1` half's, the channel Originate named (ChannelId) that dials
+            # out: the tag is its Uniqueid, and the `;2` half's Linkedid. (A tag the
+            # dialplan set on a `;2` half names no channel: that half is the call.)
+            origin = self._channels.get(channel.linkedid) if tag == channel.linkedid else None
+            if origin is not None and origin is not channel and origin.call_id is None:
+                self._start(origin, now, out)
+                channel.call_id = origin.call_id
+            else:
+                self._start(channel, now, out)
 
     def _start(
         self, channel: Channel, now: float, out: list[DomainEvent], *, resynced: bool = False
@@ -278,7 +308,7 @@ class CallTracker:
         call = Call(channel.linkedid, channel.uniqueid, channel.name)
         self._calls[call.call_id] = call
         channel.call_id = call.call_id
-        number, name = caller_id(channel)
+        number, name = (ami_text(value) for value in caller_id(channel))
         out.append(
             CallStarted(
                 call_id=call.call_id,

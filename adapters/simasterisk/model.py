@@ -43,6 +43,30 @@ DIAL_STATUS = {17: "BUSY", 21: "BUSY", 34: "CONGESTION"}
 # OriginateResponse `Reason`: the last control frame seen (AST_CONTROL_*).
 REASON_FAILED, REASON_RING_TIMEOUT, REASON_ANSWERED, REASON_BUSY = 0, 3, 4, 5
 UNKNOWN = "<unknown>"
+# ast_escape_c, which Asterisk applies to the caller id and connected line *names* of
+# channel events (not to numbers, nor to OriginateResponse's copy).
+_C_ESCAPES = str.maketrans(
+    {
+        "\a": "\\a",
+        "\b": "\\b",
+        "\f": "\\f",
+        "\n": "\\n",
+        "\r": "\\r",
+        "\t": "\\t",
+        "\v": "\\v",
+        "\\": "\\\\",
+        "'": "\\'",
+        '"': '\\"',
+        "?": "\\?",
+    }
+)
+
+
+def escape_c(text: str) -> str:
+    """A name as a real Asterisk writes it in channel events (ast_escape_c)."""
+    return text.translate(_C_ESCAPES)
+
+
 AGI_THREAD_BASE = 140190360938176
 _BLOCKING = frozenset({"AGI", "MusicOnHold", "Wait", "Dial", "VoiceMail", "ChanSpy"})
 _MAX_STEPS = 1000  # a dialplan loop that never blocks must not hang the simulator
@@ -286,7 +310,7 @@ class Model:
         ch.device, ch.has_pbx = device, False
         ch.context, ch.exten = self.phone_context, "s"
         if caller_id is not None:
-            ch.cid_num, ch.cid_name = caller_id
+            ch.cid_num, ch.cid_name = caller_id[0] or UNKNOWN, caller_id[1] or UNKNOWN
         ch.variables.update(variables or {})
         ch.originate = Originate(
             action_id, context, exten, priority, application, data, timeout, respond
@@ -959,9 +983,9 @@ class Model:
             f"{p}ChannelState": str(ch.state),
             f"{p}ChannelStateDesc": STATE_DESC.get(ch.state, "Unknown"),
             f"{p}CallerIDNum": ch.cid_num,
-            f"{p}CallerIDName": ch.cid_name,
+            f"{p}CallerIDName": escape_c(ch.cid_name),
             f"{p}ConnectedLineNum": ch.conn_num,
-            f"{p}ConnectedLineName": ch.conn_name,
+            f"{p}ConnectedLineName": escape_c(ch.conn_name),
             f"{p}Language": "en",
             f"{p}AccountCode": "",
             f"{p}Context": ch.context,

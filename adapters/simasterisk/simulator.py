@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -384,7 +385,11 @@ class SimulatedAsterisk:
             text = action.get("CallerID")
             if "<" in text:
                 name, _, rest = text.partition("<")
-                caller_id = (rest.rstrip(">").strip(), name.strip().strip('"'))
+                name = name.strip()
+                if len(name) >= 2 and name[0] == name[-1] == '"':
+                    # Asterisk's callerid parser: inside quotes, `\x` is `x`.
+                    name = re.sub(r"\\(.)", r"\1", name[1:-1])
+                caller_id = (rest.rstrip(">").strip(), name)
             else:
                 caller_id = (text, "")
         timeout_ms = action.get("Timeout")
