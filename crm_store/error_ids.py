@@ -84,6 +84,7 @@ _ROWS: tuple[tuple[str, int, str], ...] = (
     # The PBX (routing.telephony port, adapters): it refused, or the call is gone
     ("telephony.failed", 409, "the PBX could not do what was asked"),
     ("telephony.no_call", 409, "the PBX has no such call"),
+    ("telephony.unavailable", 503, "the PBX is not connected: nothing could be sent"),
     ("telephony.not_connected", 409, "the call is not connected to an agent"),
     ("telephony.held", 409, "the call is already on hold"),
     ("telephony.not_held", 409, "the call is not on hold"),

@@ -114,6 +114,8 @@ class Router:
         self._max_steps = max((len(q.relaxation) for q in self.queues.values()), default=0)
         # Channels each queue's agent heaps are kept for: its own, and those of queues
         # that widen to it.
+        # Channels whose contacts are not offered for now (their PBX is unreachable).
+        self.paused: set[Channel] = set()
         self._heap_channels: dict[str, tuple[Channel, ...]] = {}
         wanted: dict[str, set[Channel]] = {n: set(q.channels) for n, q in self.queues.items()}
         for q in self.queues.values():
@@ -227,6 +229,32 @@ class Router:
             return decisions
         return decisions + self._withdraw_offer(contact_id, now, missed=True)
 
+    def withdraw(self, contact_id: str, agent_id: int, now: float) -> list[Decision]:
+        """The offer could not even be made (the PBX was unreachable): back to waiting in
+        its place, with no miss for the agent and nobody excluded from a later offer."""
+        decisions = self.tick(now)
+        offer = self.offers.get(contact_id)
+        if offer is None or offer.agent_id != agent_id:
+            return decisions
+        return decisions + self._withdraw_offer(contact_id, now, missed=False)
+
+    def pause(self, channel: Channel) -> None:
+        """Offer no contact of `channel` until `resume` (waiting ones keep their place)."""
+        self.paused.add(channel)
+
+    def resume(self, channel: Channel, now: float) -> list[Decision]:
+        """Offer contacts of `channel` again: those waiting are matched now, in order."""
+        self.paused.discard(channel)
+        decisions = self.tick(now)
+        waiting = sorted(
+            (c for c in self.contacts.values() if c.channel == channel and c.offered_to is None),
+            key=lambda c: c.sort_key(),
+        )
+        for contact in waiting:
+            if contact.offered_to is None and contact.id in self.contacts:
+                decisions += self._match_contact(contact, now)
+        return decisions
+
     def remove_contact(self, contact_id: str, now: float) -> list[Decision]:
         """The contact left before being answered (caller hung up, chat closed)."""
         decisions = self.tick(now)
@@ -334,6 +362,8 @@ class Router:
     # --- matching ----------------------------------------------------------------
 
     def _match_contact(self, contact: Contact, now: float) -> list[Decision]:
+        if contact.channel in self.paused:
+            return []
         found = self._best_agent_for(contact, now)
         if found is None:
             return []
@@ -385,7 +415,9 @@ class Router:
     def _match_agent(self, agent: Agent, now: float) -> list[Decision]:
         decisions: list[Decision] = []
         while agent.status == "ready":
-            takes = {c for c in CHANNELS if agent.can_take(c, self.policy, now)}
+            takes = {
+                c for c in CHANNELS if c not in self.paused and agent.can_take(c, self.policy, now)
+            }
             if not takes:
                 break
             best: tuple[_ContactKey, Contact] | None = None

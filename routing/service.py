@@ -27,6 +27,7 @@ from crm_store.actors import Actor
 from crm_store.models import Customer, Interaction, User
 from crm_store.phones import bounded_caller_id, try_normalize_phone
 from crm_store.screen_pop import ScreenPopReader
+from routing import contact_request
 from routing.definitions import policy_from_config, queues_from_config
 from routing.dialing import dial_string, transfer_target
 from routing.events import (
@@ -61,6 +62,7 @@ log = logging.getLogger(__name__)
 DIGITAL: tuple[Channel, ...] = ("chat", "email", "sms")
 HISTORY_SECONDS = 3600
 HISTORY_STEP_SECONDS = 30
+PBX_RETRY_SECONDS = 2.0  # how soon voice offers are tried again after an unreachable PBX
 # Who sets an unconfirmed agent offline after a restart, in the audit log.
 RESTART_CHECK = Actor(None, "system", "admin")
 
@@ -78,6 +80,9 @@ class ContactInfo:
     queue_entered_at: float
     ivr_path: list[Any] = field(default_factory=list)
     ivr_inputs: dict[str, Any] = field(default_factory=dict)
+    # What the IVR asked of routing: kept for a re-queue (a transfer to a queue).
+    priority: int = 0
+    skills: dict[str, int] = field(default_factory=dict)
     state: str = "waiting"  # waiting, offered, talking, held, wrap_up, closed
     agent_id: int | None = None
     offer_expires_at: float | None = None
@@ -153,6 +158,8 @@ class RoutingService:
         self._supervisors_dirty = True
         # Agents restored "ready" whose desktop has not connected yet: until when.
         self._unconfirmed: dict[int, float] = {}
+        # Voice offers are paused (the PBX was unreachable): when to try again.
+        self._voice_retry_at: float | None = None
 
     # --- life cycle ---------------------------------------------------------------
 
@@ -204,6 +211,7 @@ class RoutingService:
             if ix.queue not in self.router.queues:
                 continue
             started = ix.started_at.timestamp()
+            priority, skills = contact_request.from_routing(ix.routing)
             await self.on_queued(
                 ContactQueued(
                     interaction_id=ix.id,
@@ -214,6 +222,8 @@ class RoutingService:
                     customer_id=ix.customer_id,
                     ivr_path=list(ix.ivr_path or []),
                     ivr_inputs=dict(ix.ivr_inputs or {}),
+                    priority=priority,
+                    skills=skills,
                     enqueued_at=started,
                 )
             )
@@ -323,6 +333,8 @@ class RoutingService:
             queue_entered_at=event.at,
             ivr_path=list(event.ivr_path),
             ivr_inputs=dict(event.ivr_inputs),
+            priority=event.priority,
+            skills=dict(event.skills),
         )
         self.contacts[event.interaction_id] = info
         contact = Contact(
@@ -744,9 +756,33 @@ class RoutingService:
                     offer.expires_at - self.clock(),
                 )
             except TelephonyError as exc:
+                if exc.error_id == "telephony.unavailable":
+                    # Not the agent's doing: nothing rang. Voice offers wait for the PBX.
+                    await self._ring_unsent(offer.agent_id, interaction_id, exc)
+                    return
                 log.warning("cannot ring %s for %s: %s", agent.username, interaction_id, exc)
                 await self.reject(offer.agent_id, interaction_id)
-        self._persist(interaction_id, offered_at=_dt(offered_at), routing=dict(offer.explanation))
+        # The request is kept beside the explanation: a re-queue after a restart reads it.
+        routing = {**offer.explanation, **contact_request.as_routing(info.priority, info.skills)}
+        self._persist(interaction_id, offered_at=_dt(offered_at), routing=routing)
+
+    async def _ring_unsent(self, agent_id: int, interaction_id: int, exc: TelephonyError) -> None:
+        """The ring could not be sent (PBX unreachable): the offer is withdrawn, no miss and
+        nobody excluded; voice offers stop, and are tried again every few seconds."""
+        log.warning("cannot ring for %s, the PBX is unreachable: %s", interaction_id, exc)
+        now = self.clock()
+        self.router.pause("voice")
+        if self._voice_retry_at is None:
+            self._voice_retry_at = now + PBX_RETRY_SECONDS
+        info = self.contacts.get(interaction_id)
+        if info is not None:
+            info.state, info.agent_id = "waiting", None
+        self.hub.to_agent(
+            agent_id, {"type": "offer_ended", "offer_id": interaction_id, "outcome": "withdrawn"}
+        )
+        await self._carry_out(self.router.withdraw(str(interaction_id), agent_id, now))
+        self._push_agent(agent_id)
+        self._changed()
 
     async def _offer_expired(self, expired: OfferExpired) -> None:
         interaction_id = int(expired.contact_id)
@@ -818,6 +854,8 @@ class RoutingService:
                 customer_id=info.customer_id,
                 ivr_path=info.ivr_path,
                 ivr_inputs=info.ivr_inputs,
+                priority=info.priority,
+                skills=dict(info.skills),
             )
         )
         log.info("agent %s sent %s to queue %s", agent_id, info.interaction_id, queue)
@@ -836,6 +874,9 @@ class RoutingService:
     async def _timer(self) -> None:
         while True:
             deadline = self.router.next_deadline()
+            if self._voice_retry_at is not None:
+                retry = self._voice_retry_at
+                deadline = retry if deadline is None else min(deadline, retry)
             if self._unconfirmed:
                 first = min(self._unconfirmed.values())
                 deadline = first if deadline is None else min(deadline, first)
@@ -848,6 +889,11 @@ class RoutingService:
             decisions = self.router.tick(now)
             if decisions:
                 await self._carry_out(decisions)
+                self._changed()
+            if self._voice_retry_at is not None and now >= self._voice_retry_at:
+                # A ring that still cannot be sent pauses voice again (_ring_unsent).
+                self._voice_retry_at = None
+                await self._carry_out(self.router.resume("voice", now))
                 self._changed()
             if self._unconfirmed:
                 await self._unconfirmed_due(now)

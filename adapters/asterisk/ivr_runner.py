@@ -26,6 +26,7 @@ from crm_store.models import Customer
 from crm_store.phones import bounded_caller_id
 from ivr_flows import interpreter as ivr
 from ivr_flows.model import Flow
+from routing import contact_request
 from routing.events import ContactQueued
 from routing.intake import OpenedContact, store_unavailable, update_contact
 from routing.ports import EventPublisher
@@ -160,8 +161,20 @@ async def hand_to_routing(
     dnis: str,
     at: float,
 ) -> None:
-    """The flow queued the call: store the queue and publish what the IVR gathered."""
-    await _record(sessionmaker, opened.interaction_id, queue=queue)
+    """The flow queued the call: store the queue and what it asks of routing (kept for
+    a later re-queue), and publish what the IVR gathered."""
+    # The queue step's own priority and skills come on top of those set on the way.
+    command = outcome.command
+    if isinstance(command, ivr.Queue):
+        priority, skills = command.priority, dict(command.skills)
+    else:
+        priority, skills = outcome.priority, dict(outcome.skills)
+    await _record(
+        sessionmaker,
+        opened.interaction_id,
+        queue=queue,
+        routing=contact_request.as_routing(priority, skills),
+    )
     bus.publish(
         ContactQueued(
             interaction_id=opened.interaction_id,
@@ -171,8 +184,8 @@ async def hand_to_routing(
             address=bounded_caller_id(address),
             customer_id=outcome.customer_id or opened.customer_id,
             tier=outcome.tier if outcome.customer_id else opened.tier,
-            priority=outcome.priority,
-            skills=dict(outcome.skills),
+            priority=priority,
+            skills=skills,
             ivr_path=outcome.path,
             ivr_inputs={"dnis": dnis, **outcome.inputs},
         )

@@ -35,7 +35,7 @@ from adapters.agi.channel import AgiChannel, AgiError
 from adapters.agi.codec import AgiEnvironment
 from adapters.agi.server import FastAgiServer, ListenError
 from adapters.ami.calls import TRACKED_EVENTS, CallTracker, TrackerConfig
-from adapters.ami.client import AmiActionRefused, AmiClient, AmiError
+from adapters.ami.client import AmiActionRefused, AmiClient, AmiError, AmiNotConnected
 from adapters.ami.events import (
     AgentNotAnswered,
     CallAnswered,
@@ -52,6 +52,7 @@ from crm_store.fast_intake import SqliteIntake
 from crm_store.models import Interaction
 from ivr_flows import interpreter as ivr
 from ivr_flows.model import Flow
+from routing import contact_request
 from routing.dialing import device_name, dial_string
 from routing.events import (
     ContactAnswered,
@@ -473,6 +474,8 @@ class AsteriskPbx:
                     continue
                 self._link(ix.id, live[uniqueid], uniqueid)
                 if ix.answered_at is None and ix.queue is not None:
+                    # As the IVR queued it: its priority and skills were kept for this.
+                    priority, skills = contact_request.from_routing(ix.routing)
                     requeue.append(
                         ContactQueued(
                             interaction_id=ix.id,
@@ -482,6 +485,8 @@ class AsteriskPbx:
                             address=ix.address,
                             customer_id=ix.customer_id,
                             ivr_path=list(ix.ivr_path or []),
+                            priority=priority,
+                            skills=skills,
                             ivr_inputs=dict(ix.ivr_inputs or {}),
                             enqueued_at=ix.started_at.timestamp(),
                         )
@@ -726,6 +731,9 @@ class AsteriskPbx:
             return await self.ami.send(action)
         except AmiActionRefused as exc:
             raise TelephonyError(str(exc), "telephony.unsafe_input") from None
+        except AmiNotConnected as exc:
+            # Nothing reached Asterisk: the caller of the port may try again once it is back.
+            raise TelephonyError(str(exc), "telephony.unavailable") from None
         except AmiError as exc:
             raise TelephonyError(str(exc)) from None
 

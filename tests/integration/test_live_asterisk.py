@@ -402,3 +402,41 @@ async def test_hold_without_music_on_hold_keeps_the_caller(bed: BedFactory) -> N
         return await b.asterisk.channels() == []
 
     await b.until(nobody_left, within=5, what="every channel to hang up")
+
+
+async def test_click_to_dial_from_a_local_device_is_answered_and_closed(
+    bed: BedFactory,
+) -> None:
+    """Issue 11, 4: click-to-dial from a `Local/` device. The tag showed first on the `;2`
+    half (the phone), so the call was tracked there, apart from the `;1` half that
+    Originate named and that dials out: the daemon never linked it, the agent stayed
+    "dialing" and the interaction never closed. Here the phone answers, the far end (a
+    Local phone standing in for the trunk) answers and hangs up after TB_TALK_SECONDS:
+    the interaction is answered, then closed, and the agent is free of it."""
+    b = await bed()
+    # The test bed has no SIP trunk: [cc-outbound] dials a phone that answers instead.
+    shipped = b.asterisk.conf / "extensions_contact_center.conf"
+    dialplan = shipped.read_text()
+    assert "Dial(PJSIP/${EXTEN}@trunk,60)" in dialplan
+    shipped.write_text(dialplan.replace("PJSIP/${EXTEN}@trunk", "Local/${EXTEN}@tb-answer"))
+    await b.asterisk.cli("dialplan reload")
+    agent_id = await b.agent("clicker", "Local/2007@tb-answer-stay", {"support": 5})
+    interaction_id = await b.daemon.routing.dial(agent_id, "02071838750")
+
+    async def answered() -> bool:
+        return (await b.interaction()).answered_at is not None
+
+    await b.until(answered, within=8, what="the click-to-dial to be answered")
+    assert b.daemon.routing.contacts[interaction_id].state == "talking"
+
+    async def closed() -> bool:
+        return (await b.interaction()).ended_at is not None
+
+    await b.until(closed, within=8, what="the click-to-dial interaction to close")
+    ix = await b.interaction()
+    talk = (ix.ended_at - ix.answered_at).total_seconds()
+    assert 1.5 <= talk <= 4.0, talk  # TB_TALK_SECONDS = 2
+    contact = b.daemon.routing.contacts.get(interaction_id)
+    assert contact is None or contact.state in ("wrap_up", "closed")
+    assert str(interaction_id) not in b.daemon.routing.router.agents[agent_id].active
+    assert not any("tb-answer" in c for c in await b.asterisk.channels())
