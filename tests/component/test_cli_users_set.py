@@ -5,16 +5,14 @@ before, only the API could change them, and the CLI had no way at all."""
 from __future__ import annotations
 
 import asyncio
-import os
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
 from contact_center.keys import DAEMON
-from tests.component.api_fixtures import SHIPPED_CONFIG, Api
-from tests.component.test_security_session_revocation import REPO, _cli
+from tests.component.api_fixtures import Api
+from tests.component.test_security_session_revocation import _cli, cli_result
 
 FOLLOWS_WITHIN = 5.0
 
@@ -84,26 +82,9 @@ async def test_a_role_set_from_the_cli_ends_the_users_sessions(api: Api, tmp_pat
 async def test_bad_changes_are_refused_and_change_nothing(
     api: Api, tmp_path: Path, args: tuple[str, ...], message: str
 ) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CC_")}
-    env["CC_DATABASE_URL"] = f"sqlite+aiosqlite:///{tmp_path}/cc.db"
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "contact_center.cli",
-        "users",
-        "set",
-        "agent",
-        *args,
-        "-c",
-        str(SHIPPED_CONFIG),
-        cwd=REPO,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    _out, err = await asyncio.wait_for(proc.communicate(), timeout=120)
-    assert proc.returncode == 1
-    assert message in err.decode()
+    code, _out, err = await cli_result(tmp_path, "users", "set", "agent", *args)
+    assert code == 1
+    assert message in err
     routing = api.app[DAEMON].routing
     assert routing is not None
     assert routing.agents[api.user_ids["agent"]].device == "PJSIP/1001"

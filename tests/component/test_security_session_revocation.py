@@ -31,8 +31,11 @@ REPO = Path(__file__).resolve().parents[2]
 ENDS_WITHIN = 5.0
 
 
-async def _cli(tmp_path: Path, *args: str, stdin: str | None = None) -> str:
-    """`contact-center ...` against the test app's SQLite file, without blocking the loop."""
+async def cli_result(
+    tmp_path: Path, *args: str, stdin: str | None = None
+) -> tuple[int, str, str]:
+    """`contact-center ...` against the test app's SQLite file, without blocking the loop:
+    (exit code, stdout, stderr)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("CC_")}
     env["CC_DATABASE_URL"] = f"sqlite+aiosqlite:///{tmp_path}/cc.db"
     proc = await asyncio.create_subprocess_exec(
@@ -51,8 +54,15 @@ async def _cli(tmp_path: Path, *args: str, stdin: str | None = None) -> str:
     out, err = await asyncio.wait_for(
         proc.communicate(stdin.encode() if stdin is not None else None), timeout=120
     )
-    assert proc.returncode == 0, err.decode()
-    return out.decode()
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+async def _cli(tmp_path: Path, *args: str, stdin: str | None = None) -> str:
+    """`contact-center ...` that must succeed; its standard output."""
+    code, out, err = await cli_result(tmp_path, *args, stdin=stdin)
+    assert code == 0, err
+    return out
 
 
 async def _ended_within(session: Session, seconds: float) -> float:
