@@ -24,8 +24,10 @@ from pydantic import SecretStr
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from adapters.asterisk.channel import VOICE
 from adapters.asterisk.pbx import AsteriskPbx
 from adapters.asterisk.settings import AgiConfig, AmiConfig, PbxConfig
+from adapters.desk_channels import DESK_CHANNELS
 from adapters.simasterisk import SimulatedAsterisk
 from adapters.simasterisk.controls import SimulatedPhones, SimulatorControls, generate_calls
 from adapters.simasterisk.traffic import TrafficModel
@@ -41,6 +43,7 @@ from contact_center.flows import load_configured_flows
 from contact_center.health import HealthRegistry, State
 from contact_center.keys import DAEMON
 from contact_center.metrics import Metrics
+from contact_center.notifier import BrowserNotifier
 from contact_center.web import (
     api_customers,
     api_interactions,
@@ -64,6 +67,7 @@ from crm_store.fast_intake import SqliteIntake
 from crm_store.models import ContactPoint
 from crm_store.screen_pop import ScreenPopReader
 from ivr_flows.model import Flow
+from routing.channels import ChannelPort, Channels
 from routing.events import (
     ContactAnswered,
     ContactEnded,
@@ -318,12 +322,17 @@ def routing_component(daemon: Daemon) -> Callable[[web.Application], AsyncIterat
 
     async def ctx(_app: web.Application) -> AsyncIterator[None]:
         assert daemon.sessionmaker is not None and daemon.screen_pops is not None
+        # Each channel as it declares itself; the ones with their own side have a port.
+        ports: dict[str, ChannelPort] = {}
+        if daemon.telephony is not None:
+            ports[VOICE.name] = daemon.telephony
         service = RoutingService(
             daemon.config,
             bus=daemon.bus,
             sessionmaker=daemon.sessionmaker,
-            hub=daemon.hub,
+            notifier=BrowserNotifier(daemon.hub),
             screen_pops=daemon.screen_pops,
+            channels=Channels([VOICE, *DESK_CHANNELS], ports),
             telephony=daemon.telephony,
         )
         # The wiring diagram of a contact's life: who hears what.

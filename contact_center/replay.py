@@ -34,6 +34,7 @@ The file reading and the store's agents (read-only) are at the bottom: the I/O s
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from collections.abc import Iterator, Mapping, Sequence
@@ -43,19 +44,23 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from adapters.ami.calls import TRACKED_EVENTS, CallTracker
-from adapters.ami.events import (
-    AgentNotAnswered,
-    CallAnswered,
-    CallEnded,
-    CallQueued,
-    DomainEvent,
-)
+from adapters.ami.events import CallQueued, DomainEvent
 from adapters.ami.framing import AmiMessage, AmiParser
+from adapters.asterisk.call_contacts import CallContacts
+from adapters.asterisk.channel import VOICE
 from contact_center.errors import ContactCenterError
+from routing.channels import Channels
+from routing.events import (
+    ContactAnswered,
+    ContactHeld,
+    ContactQueued,
+    ContactRingFailed,
+    ContactUnheld,
+)
+from routing.lifecycle import ContactLifeCycle, Decided, Deliver, Effect, OfferClosed
 from routing.model import (
     Agent,
     Channel,
-    Contact,
     Decision,
     MaxWaitReached,
     Offer,
@@ -74,10 +79,6 @@ if TYPE_CHECKING:
 BANNER = b"Asterisk Call Manager/"
 _END = b"\r\n\r\n"
 _QUEUE_VAR = "CTI_QUEUE"
-# Ring failures the router must not hear about: in the live daemon "cancel" is its own
-# Redirect (adapters/asterisk/pbx.py); in a recording it is Asterisk giving up the ring
-# because someone else answered or the caller left, which other events report.
-_OWN_DIAL_ENDINGS = frozenset({"cancel"})
 
 
 class ReplayError(ContactCenterError):
@@ -311,21 +312,25 @@ def _event_record(event: DomainEvent) -> dict[str, Any]:
 
 
 class _RoutingFeed:
-    """The router, fed what the recording shows (see the module docstring)."""
+    """The live daemon's contact life cycle, fed what the recording shows (see the module
+    docstring): call events become contact events through the same mapping the Asterisk
+    adapter uses, and the life cycle's effects become records."""
 
     def __init__(self, setup: RoutingSetup) -> None:
         self.router = Router(setup.queues, setup.policy)
+        self.life = ContactLifeCycle(self.router, Channels([VOICE]))
+        self.contacts = CallContacts()
         self.holding_context = setup.holding_context
         self.agents = {a.user_id: a for a in sorted(setup.agents, key=lambda a: a.user_id)}
         self.notes: list[str] = []
         # Calls the router was ever given: each is queued once (a caller looping in the
         # holding context, or let go at its maximum wait, is not queued again).
         self._queued: set[str] = set()
-        self._active: dict[str, int] = {}  # call id -> agent on it
-        self._last_ended: dict[int, str] = {}  # agent -> last call ended (wrap-up's)
+        self._call_ids: dict[int, str] = {}  # interaction id (given here) -> call id
+        self._ids = itertools.count(1)
         self._unroutable: set[str] = set()
         policy = setup.policy
-        for agent in sorted(setup.agents, key=lambda a: a.user_id):
+        for agent in self.agents.values():
             capacity: dict[Channel, int] = {
                 c: int(agent.capacities.get(c, policy.capacity.get(c, 0))) for c in policy.capacity
             }
@@ -333,6 +338,7 @@ class _RoutingFeed:
                 Agent(agent.user_id, agent.username, dict(agent.skills), capacity), 0.0
             )
             self.router.set_status(agent.user_id, "ready", 0.0)
+            self.life.devices[agent.user_id] = agent.device
 
     def describe(self) -> str:
         names = [a.username for a in self.agents.values()]
@@ -345,27 +351,34 @@ class _RoutingFeed:
         """Fire the router's timers due by `now`, each at its own time."""
         while (deadline := self.router.next_deadline()) is not None and deadline <= now:
             at = round(deadline, 6)
-            self._emit(self.router.tick(at), at, out)
+            self._emit(self.life.tick(at), at, out)
 
     def on_event(self, event: DomainEvent, out: list[dict[str, Any]]) -> None:
         if isinstance(event, CallQueued):
+            self.contacts.feed(event)
             self._enqueue(event.call_id, event.queue, event.at, out)
-        elif isinstance(event, CallAnswered):
-            self._answered(event, out)
-        elif isinstance(event, AgentNotAnswered):
-            offer = self.router.offers.get(event.call_id)
-            if (
-                offer is not None
-                and event.reason not in _OWN_DIAL_ENDINGS
-                and self._rang(offer.agent_id, event.device, event.agent_channel)
-            ):
-                self._emit(
-                    self.router.ring_failed(event.call_id, offer.agent_id, event.at),
-                    event.at,
-                    out,
+            return
+        for contact_event in self.contacts.feed(event):
+            now = contact_event.at
+            if isinstance(contact_event, ContactAnswered):
+                effects = self.life.answered(
+                    contact_event.interaction_id,
+                    contact_event.agent_id,
+                    now,
+                    device=contact_event.device,
+                    leg=contact_event.leg,
                 )
-        elif isinstance(event, CallEnded):
-            self._ended(event.call_id, event.at, out)
+            elif isinstance(contact_event, ContactRingFailed):
+                effects = self.life.ring_failed(
+                    contact_event.interaction_id, contact_event.agent_id, now
+                )
+            elif isinstance(contact_event, ContactHeld):
+                effects = self.life.held(contact_event.interaction_id, now)
+            elif isinstance(contact_event, ContactUnheld):
+                effects = self.life.unheld(contact_event.interaction_id, now)
+            else:
+                effects = self.life.ended(contact_event.interaction_id, now, contact_event.cause)
+            self._emit(effects, now, out)
 
     def on_newexten(
         self,
@@ -394,85 +407,56 @@ class _RoutingFeed:
     # --- steps ----------------------------------------------------------------------
 
     def _enqueue(self, call_id: str, queue: str, now: float, out: list[dict[str, Any]]) -> None:
-        definition = self.router.queues.get(queue)
-        if definition is None or call_id in self._queued or call_id in self._active:
+        if queue not in self.router.queues or call_id in self._queued:
+            return
+        interaction_id = next(self._ids)
+        if not self.contacts.adopt(interaction_id, call_id):
             return
         self._queued.add(call_id)
-        contact = Contact(
-            id=call_id,
-            channel="voice",
-            queue=queue,
-            enqueued_at=now,
-            priority=definition.priority,
-            queue_entered_at=now,
-        )
+        self._call_ids[interaction_id] = call_id
+        event = ContactQueued(interaction_id, VOICE.name, queue, now)
         try:
-            decisions = self.router.enqueue(contact, now)
+            effects = self.life.queued(event, 0, now)
         except RoutingError as exc:
             self.notes.append(f"call {call_id} not routed: {exc.message}")
             return
-        self._emit(decisions, now, out)
+        self._emit(effects, now, out)
 
-    def _answered(self, event: CallAnswered, out: list[dict[str, Any]]) -> None:
-        call_id, now = event.call_id, event.at
-        offer = self.router.offers.get(call_id)
-        if offer is not None and self._rang(offer.agent_id, event.device, event.agent_channel):
-            self.router.accept(call_id, offer.agent_id, now)
-            self._active[call_id] = offer.agent_id
-            return
-        # Answered by someone the router did not choose (Asterisk's own queue, a
-        # transfer): the call leaves the router, and whoever took it is busy with it.
-        decisions = self._remove(call_id, now, f"answered by {event.device}", out)
-        previous = self._active.pop(call_id, None)
-        if previous is not None:
-            decisions += self.router.end_contact(call_id, previous, now)
-            self._last_ended[previous] = call_id
-        taker = self._agent_with_device(event.device, event.agent_channel)
-        if taker is not None:
-            self.router.start_direct(call_id, taker, "voice", now)
-            self._active[call_id] = taker
-        self._emit(decisions, now, out)
+    def _emit(self, effects: Sequence[Effect], now: float, out: list[dict[str, Any]]) -> None:
+        """What the live service would carry out, as far as a recording shows it: the
+        router's decisions and the offers the recording overtakes become records, and a
+        delivered offer rings the device (as the adapter's ring_agent notes it)."""
+        for effect in effects:
+            if isinstance(effect, Decided):
+                out.append(self._record(effect.decision, effect.interaction_id, now))
+            elif isinstance(effect, Deliver):
+                agent = self.agents[effect.offer.agent_id]
+                if effect.ring:
+                    self.contacts.ringing(
+                        effect.contact.interaction_id, agent.user_id, agent.device or ""
+                    )
+            elif isinstance(effect, OfferClosed):
+                if effect.take_back is not None:
+                    self.contacts.not_ringing(effect.interaction_id)
+                if effect.outcome in ("abandoned", "answered_elsewhere"):
+                    out.append(
+                        {
+                            "type": "OfferWithdrawn",
+                            "call_id": self._call_ids[effect.interaction_id],
+                            "at": now,
+                            "agent_id": effect.agent_id,
+                            "agent": self.agents[effect.agent_id].username,
+                            "reason": effect.reason,
+                        }
+                    )
 
-    def _ended(self, call_id: str, now: float, out: list[dict[str, Any]]) -> None:
-        decisions = self._remove(call_id, now, "the call ended", out)
-        agent_id = self._active.pop(call_id, None)
-        if agent_id is not None:
-            decisions += self.router.end_contact(call_id, agent_id, now)
-            self._last_ended[agent_id] = call_id
-        self._emit(decisions, now, out)
-
-    def _remove(
-        self, call_id: str, now: float, why: str, out: list[dict[str, Any]]
-    ) -> list[Decision]:
-        """Take a call out of the router; an offer it withdraws gets a record of its own
-        (the router decides nothing there, but the offer's fate is worth seeing)."""
-        if call_id not in self.router.contacts:
-            return []
-        offer = self.router.offers.get(call_id)
-        decisions = self.router.remove_contact(call_id, now)
-        if offer is not None:
-            out.append(
-                {
-                    "type": "OfferWithdrawn",
-                    "call_id": call_id,
-                    "at": now,
-                    "agent_id": offer.agent_id,
-                    "agent": self.agents[offer.agent_id].username,
-                    "reason": why,
-                }
-            )
-        return decisions
-
-    def _emit(self, decisions: Sequence[Decision], now: float, out: list[dict[str, Any]]) -> None:
-        for decision in decisions:
-            out.append(self._record(decision, now))
-
-    def _record(self, decision: Decision, now: float) -> dict[str, Any]:
+    def _record(self, decision: Decision, interaction_id: int | None, now: float) -> dict[str, Any]:
+        call_id = self._call_ids.get(interaction_id) if interaction_id is not None else None
         if isinstance(decision, Offer):
             agent = self.agents[decision.agent_id]
             return {
                 "type": "Offer",
-                "call_id": decision.contact_id,
+                "call_id": call_id,
                 "at": now,
                 "agent_id": decision.agent_id,
                 "agent": agent.username,
@@ -485,7 +469,7 @@ class _RoutingFeed:
         if isinstance(decision, OfferExpired):
             return {
                 "type": "OfferExpired",
-                "call_id": decision.contact_id,
+                "call_id": call_id,
                 "at": now,
                 "agent_id": decision.agent_id,
                 "agent": self.agents[decision.agent_id].username,
@@ -494,7 +478,7 @@ class _RoutingFeed:
         if isinstance(decision, MaxWaitReached):
             return {
                 "type": "MaxWaitReached",
-                "call_id": decision.contact_id,
+                "call_id": call_id,
                 "at": now,
                 "queue": decision.queue,
                 "action": decision.action,
@@ -505,29 +489,11 @@ class _RoutingFeed:
         return {
             "type": "WrapUpEnded",
             # The wrap-up is the one of the agent's last call.
-            "call_id": self._last_ended.get(decision.agent_id),
+            "call_id": call_id,
             "at": now,
             "agent_id": decision.agent_id,
             "agent": self.agents[decision.agent_id].username,
         }
-
-    def _rang(self, agent_id: int, device: str, agent_channel: str) -> bool:
-        return _same_device(self.agents[agent_id].device, device, agent_channel)
-
-    def _agent_with_device(self, device: str, agent_channel: str) -> int | None:
-        for agent_id in sorted(self.agents):
-            if _same_device(self.agents[agent_id].device, device, agent_channel):
-                return agent_id
-        return None
-
-
-def _same_device(mine: str | None, device: str, agent_channel: str) -> bool:
-    """Is this leg the agent's phone? `PJSIP/1001` rings as `PJSIP/1001-0000002a`;
-    Asterisk keeps the technology's case, people may not."""
-    if not mine:
-        return False
-    wanted = mine.lower()
-    return device.lower() == wanted or agent_channel.lower().startswith(wanted + "-")
 
 
 # --- the I/O shell --------------------------------------------------------------------

@@ -50,3 +50,12 @@ def device_name(text: str) -> str:
             f"{text[:40]!r} is not a phone device: expected TECH/resource such as PJSIP/1001",
         )
     return text
+
+
+def same_device(mine: str | None, device: str, leg: str) -> bool:
+    """Is this leg the agent's phone? `PJSIP/1001` rings as `PJSIP/1001-0000002a`;
+    Asterisk keeps the technology's case, people may not."""
+    if not mine:
+        return False
+    wanted = mine.lower()
+    return device.lower() == wanted or leg.lower().startswith(wanted + "-")

@@ -37,11 +37,14 @@ class ContactQueued:
 @bus_event("contact.answered", version=1)
 @dataclass(frozen=True)
 class ContactAnswered:
-    """The agent's phone was answered (voice) or the agent took the contact."""
+    """The contact was answered: by the agent it was offered to (`agent_id`), or, when
+    `agent_id` is None, on the device `device` (leg `leg`) of whoever has it."""
 
     interaction_id: int
-    agent_id: int
+    agent_id: int | None
     at: float
+    device: str = ""
+    leg: str = ""
 
 
 @bus_event("contact.ring_failed", version=1)

@@ -8,8 +8,12 @@ another notifier can tomorrow.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import Any, Protocol
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from routing.lifecycle import ContactInfo
+    from routing.model import Offer
 
 EventHandler = Callable[[Any], Awaitable[None] | None]
 
@@ -30,13 +34,27 @@ class Bus(EventPublisher, Protocol):
 
 
 class Notifier(Protocol):
-    """Browsers of agents and supervisors (the desktop and the wallboard)."""
+    """Browsers of agents and supervisors (the desktop and the wallboard). Routing says
+    what happened; the notifier shapes every browser message (one place, as wazo-calld)."""
 
-    def to_agent(self, user_id: int, message: dict[str, Any]) -> int:
-        """Send to every desktop the agent has open; how many got it."""
+    def offer(
+        self, agent_id: int, contact: ContactInfo, offer: Offer, pop: Mapping[str, Any]
+    ) -> None:
+        """A contact is offered to the agent, with the customer's screen pop."""
 
-    def to_supervisors(self, message: dict[str, Any]) -> int:
-        """Send to every wallboard; how many got it."""
+    def offer_ended(self, agent_id: int, interaction_id: int, outcome: str) -> None:
+        """The agent's offer is over without them taking it (`outcome` says why)."""
+
+    def agent_changed(self, agent_id: int, state: Mapping[str, Any]) -> None:
+        """The agent's state (`routing.floor_view.FloorView.agent`) changed."""
+
+    def contact_changed(self, agent_id: int, contact: ContactInfo) -> None:
+        """The contact the agent is on changed state."""
+
+    def floor(
+        self, at: float, queues: Sequence[Mapping[str, Any]], agents: Sequence[Mapping[str, Any]]
+    ) -> None:
+        """The wallboard's live figures: every queue and every agent."""
 
     def supervisors_connected(self) -> int:
         """How many wallboards are open (routing skips building their feed when none)."""

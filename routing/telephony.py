@@ -26,8 +26,9 @@ class Telephony(Protocol):
     ) -> None:
         """Ring the agent's device and connect the waiting caller on answer."""
 
-    async def answer_for_agent(self, interaction_id: int, device: str) -> None:
-        """The agent clicked "accept" on a ringing call (only a soft phone can honour it)."""
+    async def answer_for_agent(self, interaction_id: int, device: str) -> bool:
+        """The agent clicked "accept" on a ringing call: True when the phone was told to
+        answer, False when the agent must pick it up themselves."""
 
     async def return_to_waiting(self, interaction_id: int) -> None:
         """Back to music on hold: nobody answered, or the agent sent the call to a queue."""

@@ -542,14 +542,16 @@ class AsteriskPbx:
             call.ringing_agent = call.ringing_device = None
             raise
 
-    async def answer_for_agent(self, interaction_id: int, device: str) -> None:
-        """Only the phone can answer a call on a real PBX; a simulated one answers here."""
+    async def answer_for_agent(self, interaction_id: int, device: str) -> bool:
+        """Only the phone can answer a call on a real PBX (False: the agent picks it up);
+        a simulated one answers here."""
         if self.phones is None:
-            raise TelephonyError("pick up your phone to answer", "telephony.answer_on_phone")
+            return False
         call = self._call(interaction_id)
         if call.ringing_device is None or call.ringing_device.lower() != device.lower():
             raise TelephonyError(f"{device} is not ringing for {interaction_id}")
         self.phones.answer(device)
+        return True
 
     async def return_to_waiting(self, interaction_id: int) -> None:
         """Back to music on hold in the holding context."""

@@ -184,13 +184,14 @@ class SimulatedPbx:
             raise TelephonyError(f"call {interaction_id} is {call.state}, not waiting")
         call.state, call.agent_id, call.device = "ringing", agent_id, device
 
-    async def answer_for_agent(self, interaction_id: int, device: str) -> None:
+    async def answer_for_agent(self, interaction_id: int, device: str) -> bool:
         """The agent accepted on the desktop: the simulated phone answers."""
         call = self._call(interaction_id)
         if call.state != "ringing" or call.agent_id is None:
             raise TelephonyError(f"call {interaction_id} is not ringing")
         call.state = "talking"
         self.bus.publish(ContactAnswered(interaction_id, call.agent_id, self.clock()))
+        return True
 
     async def return_to_waiting(self, interaction_id: int) -> None:
         """Back to music on hold."""

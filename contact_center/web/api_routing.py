@@ -9,6 +9,13 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
 from contact_center.keys import DAEMON
+from contact_center.notifier import (
+    agent_state_message,
+    agents_message,
+    contact_message,
+    history_message,
+    queues_message,
+)
 from contact_center.web.errors import ApiError, path_int, read_body
 from contact_center.web.routes import ANY_USER, SUPERVISORS, RouteSpec
 from contact_center.web.ws import WsContext, WsMessageSpec
@@ -50,12 +57,13 @@ def _text(message: dict[str, Any], key: str, *, required: bool = True) -> str | 
 async def set_status(context: WsContext, message: dict[str, Any]) -> dict[str, Any]:
     """{"status": "ready"|"not_ready"|"offline", "reason": code}: the agent's own status."""
     service = _service(context.app)
-    return await service.set_status(
+    state = await service.set_status(
         context.client.user_id,
         _text(message, "status") or "",
         _text(message, "reason", required=False),
         actor=_actor(context),
     )
+    return agent_state_message(state)
 
 
 async def accept_offer(context: WsContext, message: dict[str, Any]) -> dict[str, Any]:
@@ -109,13 +117,14 @@ async def link_customer(context: WsContext, message: dict[str, Any]) -> dict[str
 async def set_agent_status(context: WsContext, message: dict[str, Any]) -> dict[str, Any]:
     """{"user_id", "status", "reason"}: set an agent not ready or log them out (audited)."""
     service = _service(context.app)
-    return await service.set_status(
+    state = await service.set_status(
         _int(message, "user_id"),
         _text(message, "status") or "",
         _text(message, "reason", required=False)
         or ("supervisor" if message.get("status") == "not_ready" else None),
         actor=_actor(context),
     )
+    return agent_state_message(state)
 
 
 async def spy(context: WsContext, message: dict[str, Any]) -> dict[str, Any]:
@@ -136,15 +145,15 @@ async def on_connect(context: WsContext) -> None:
     if client.kind == "agent" and client.user_id in service.agents:
         # A live desktop: confirms a "ready" restored after a restart (routing.service).
         await service.agent_present(client.user_id)
-        hub.to_client(client, service.agent_state(client.user_id))
+        hub.to_client(client, agent_state_message(service.agent_state(client.user_id)))
         for info in service.contacts.values():
             if info.agent_id == client.user_id and info.state not in ("waiting", "closed"):
-                hub.to_client(client, {"type": "contact", **info.public()})
+                hub.to_client(client, contact_message(info))
     elif client.kind == "supervisor":
         now = service.clock()
-        hub.to_client(client, {"type": "history", "queues": service.history()})
-        hub.to_client(client, {"type": "queues", "at": now, "queues": service.queue_snapshot(now)})
-        hub.to_client(client, {"type": "agents", "at": now, "agents": service.agent_snapshot(now)})
+        hub.to_client(client, history_message(service.history()))
+        hub.to_client(client, queues_message(now, service.queue_snapshot(now)))
+        hub.to_client(client, agents_message(now, service.agent_snapshot(now)))
 
 
 # --- REST -------------------------------------------------------------------------
@@ -159,7 +168,8 @@ async def queues(request: web.Request) -> web.Response:
 async def agents(request: web.Request) -> web.Response:
     """Live state of every agent with today's figures."""
     service = _service(request.app)
-    return web.json_response({"agents": service.agent_snapshot(service.clock())})
+    agents = service.agent_snapshot(service.clock())
+    return web.json_response({"agents": [agent_state_message(a) for a in agents]})
 
 
 class SimulatedCall(BaseModel):

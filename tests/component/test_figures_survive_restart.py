@@ -3,6 +3,7 @@ the same store changes none of them (issue 9, "the life cycle recorded")."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,8 @@ async def _a_morning(api: Api) -> int:
         for action in ("hold", "unhold", "hangup"):
             done = await request(ws, "call_action", interaction_id=answered, action=action)
             assert done["ok"], done
+            if action == "hold":
+                await asyncio.sleep(0.02)  # a hold of some length: its seconds are counted
         await until(ws, "contact", state="wrap_up")
         assert (await request(ws, "finish_wrap_up"))["ok"]
         declined = await _call(supervisor, "+447700900555")
