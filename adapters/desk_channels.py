@@ -8,7 +8,7 @@ from routing.channels import Capability, ChannelSpec
 
 _DESK = frozenset({Capability.HANGUP})
 
-CHAT = ChannelSpec("chat", _DESK, address_kind="handle", default_capacity=3)
+CHAT = ChannelSpec("chat", _DESK, address_kind="chat", default_capacity=3)
 EMAIL = ChannelSpec("email", _DESK, address_kind="email", default_capacity=5)
 SMS = ChannelSpec("sms", _DESK, address_kind="phone", default_capacity=3)
 

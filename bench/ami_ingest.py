@@ -78,6 +78,7 @@ from adapters.ami.client import AmiClient  # noqa: E402
 from adapters.ami.events import CallAnswered, CallEnded, CallQueued  # noqa: E402
 from adapters.ami.framing import AmiMessage, AmiParser  # noqa: E402
 from adapters.ami.protocol import CtiAmiProtocol  # noqa: E402
+from adapters.channels import CHANNEL_SPECS  # noqa: E402
 from contact_center.bus import EventBus  # noqa: E402
 from contact_center.config import Config, load_config  # noqa: E402
 from routing.definitions import policy_from_config, queues_from_config  # noqa: E402
@@ -398,7 +399,7 @@ class RouterDriver:
 
 def make_router(config: Config, agents: int, now: float) -> Router:
     """The shipped queues and policy, and `agents` ready agents of mixed skills."""
-    policy = policy_from_config(config)
+    policy = policy_from_config(config, CHANNEL_SPECS)
     router = Router(queues_from_config(config), policy)
     capacity = dict(policy.capacity)
     for i in range(1, agents + 1):

@@ -6,7 +6,8 @@ Run from the repository root:
 
 The daemon's own pieces run in this process on a copy of the 1,000,000-customer store of
 bench/screen_pop.py (built first if missing): the aiohttp app with its /ws/agent sockets,
-the event bus, the routing service, the screen pop reader and the simulated PBX. A second
+the event bus, the routing service, the screen pop reader, and the simulated Asterisk
+on loopback behind the real Asterisk adapter (AMI and FastAGI, as in the demo). A second
 process connects 2,000 agent WebSockets (the agents are ready; each takes one call) and
 notes when each offer arrives. Calls from existing customers' numbers, written in random
 formats, arrive at 100 per second. For each call the latency is measured from the moment
@@ -64,6 +65,7 @@ from contact_center.keys import DAEMON  # noqa: E402
 from crm_store import migrate  # noqa: E402
 from crm_store.actors import Actor  # noqa: E402
 from crm_store.models import Base  # noqa: E402
+from routing.events import ContactQueued  # noqa: E402
 
 AGENTS = 2000
 CALLS_PER_SECOND = 100
@@ -201,7 +203,7 @@ async def run(db: Path, seconds: float, customers: int) -> dict[str, Any]:
     config = parse_config(
         {
             "database": {"url": f"sqlite+aiosqlite:///{db}"},
-            "pbx": {"mode": "simulated-inprocess"},
+            "pbx": {"mode": "simulated"},
             "skills": [{"name": "none"}],
             # The bundled IVR flows name these queues; calls here go straight to support.
             "queues": [
@@ -227,8 +229,10 @@ async def run(db: Path, seconds: float, customers: int) -> dict[str, Any]:
     for agent_id in ids[1:]:
         await service.set_status(agent_id, "ready", None, actor=Actor(agent_id, "bench", "agent"))
     tokens = [
-        daemon.sessions.create(
-            user_id=a, username=f"bench{a}", display_name="", role="agent", now=time.time()
+        (
+            await daemon.sessions.create(
+                user_id=a, username=f"bench{a}", display_name="", role="agent", now=time.time()
+            )
         ).token
         for a in ids
     ]
@@ -245,6 +249,15 @@ async def run(db: Path, seconds: float, customers: int) -> dict[str, Any]:
     watch.start()
     rng = random.Random(7)
     queued: dict[int, float] = {}
+    publish = daemon.bus.publish
+
+    def timed_publish(event: Any) -> None:
+        # The clock starts when the IVR hands the call to routing: its ContactQueued.
+        if isinstance(event, ContactQueued):
+            queued[event.interaction_id] = time.monotonic()
+        publish(event)
+
+    daemon.bus.publish = timed_publish  # type: ignore[method-assign]
     bare_sent: dict[int, float] = {}
     sample_frame: dict[str, Any] | None = None
     started = time.monotonic()
@@ -253,10 +266,9 @@ async def run(db: Path, seconds: float, customers: int) -> dict[str, Any]:
 
     async def one_call(n: int) -> None:
         number = dataset.phone_formats(rng.randint(1, customers), rng)
-        # The intake (the IVR's part: recording the interaction) is not what is measured:
-        # the clock starts when the call is handed to routing, as place_call returns.
-        interaction_id = await simulator.place_call(number, "support")
-        queued[interaction_id] = time.monotonic()
+        # The intake (the IVR's part: FastAGI, recording the interaction) is not what is
+        # measured: the clock starts at the ContactQueued (timed_publish above).
+        await simulator.place_call(number, "support")
 
     for n in range(calls):
         # Open-loop arrivals: the schedule does not wait for the previous call.

@@ -2,10 +2,14 @@
 
 Run from the repository root:
 
-    .venv/bin/python bench/simulator_calls.py [--quick] [--calls N] [--talk S]
+    .venv/bin/python bench/simulator_calls.py [--quick] [--calls N] [--talk S] [--runs N]
+        [--database-url URL]
 
 The daemon is the real one (contact_center.app.make_app) with `pbx.mode: asterisk`, its
-SQLite store in a temporary directory, and its AMI client and FastAGI server pointed at a
+store a SQLite file in a temporary directory (or, with `--database-url
+postgresql+asyncpg://127.0.0.1:5432/test`, a scratch PostgreSQL database cc_bench_<random>
+created beside the one named and dropped at the end; a SQLite URL names the file), and
+its AMI client and FastAGI server pointed at a
 SimulatedAsterisk (adapters/simasterisk) in the same process, which runs the shipped
 dialplan (contrib/asterisk/extensions_contact_center.conf). There are as many ready
 agents as calls, each with a simulated phone (PJSIP/<n>) that answers after 0.2 s; the
@@ -21,7 +25,9 @@ from a call's arrival to the agent's answer (median and p99). Then the check: ev
 interaction in the store ended and was answered by an agent, the daemon's call tracker
 and its AsteriskPbx hold no live call, routing holds no contact waiting, offered or
 talking, the simulator has no channel left, and every CallStarted the tracker produced
-has its CallEnded. The last line is a JSON object of the figures.
+has its CallEnded. With --runs N each run is a fresh daemon and store, and the medians of
+the runs are printed after them, with the load average as each run started (the machine
+is small and shared). The last line is a JSON object of the figures.
 """
 
 from __future__ import annotations
@@ -47,6 +53,7 @@ sys.path.insert(0, str(ROOT))
 
 from adapters.ami.events import CallEnded, CallStarted  # noqa: E402
 from adapters.simasterisk import PhonePolicy, SimulatedAsterisk  # noqa: E402
+from bench.scratch_db import backend_name, describe_load, load_average, scratch_database  # noqa: E402
 from contact_center.app import make_app  # noqa: E402
 from contact_center.config import parse_config  # noqa: E402
 from contact_center.keys import DAEMON  # noqa: E402
@@ -71,12 +78,12 @@ steps:
 """
 
 
-def _config(tmp: Path, ami_port: int) -> Any:
+def _config(tmp: Path, ami_port: int, database_url: str) -> Any:
     raw: dict[str, Any] = yaml.safe_load((ROOT / "config.yaml").read_text())
     flows = tmp / "flows"
     flows.mkdir()
     (flows / "main.yaml").write_text(FLOW)
-    raw["database"] = {"url": f"sqlite+aiosqlite:///{tmp}/cc.db"}
+    raw["database"] = {"url": database_url}
     raw["web"] = {**raw.get("web", {}), "host": "127.0.0.1", "port": 0}
     raw["pbx"] = {
         "mode": "asterisk",
@@ -101,12 +108,21 @@ def _busy(telephony: Any, routing: Any) -> bool:
     return bool(telephony.calls) or any(c.state in live for c in routing.contacts.values())
 
 
-async def run_bench(calls: int, tmp: Path, *, talk: float = 0.5) -> dict[str, Any]:
-    """Place `calls` simultaneous calls; the figures and the checks' results."""
+async def run_bench(
+    calls: int, tmp: Path, *, talk: float = 0.5, database_url: str | None = None
+) -> dict[str, Any]:
+    """Place `calls` simultaneous calls on a fresh store (see scratch_database); the
+    figures and the checks' results."""
+    async with scratch_database(database_url, tmp) as url:
+        figures = await _run(calls, tmp, url, talk)
+    return {**figures, "backend": backend_name(url)}
+
+
+async def _run(calls: int, tmp: Path, url: str, talk: float) -> dict[str, Any]:
     users.password_hasher = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
     sim = SimulatedAsterisk(ami_port=0)
     await sim.start()
-    app = make_app(_config(tmp, sim.ami_port))
+    app = make_app(_config(tmp, sim.ami_port, url))
     runner = web.AppRunner(app)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -218,20 +234,70 @@ async def run_bench(calls: int, tmp: Path, *, talk: float = 0.5) -> dict[str, An
         await sim.stop()
 
 
+MEDIAN_KEYS = ("total_s", "calls_per_s", "ami_events_per_s", "answer_median_s", "answer_p99_s")
+
+
+def combine(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The runs' figures: medians of the timings; the counts of the worst run (the first
+    with a problem, else the last); ok only if every run was."""
+    worst = next((r for r in runs if not r["ok"]), runs[-1])
+    medians = {
+        key: statistics.median(r[key] for r in runs if r[key] is not None)
+        if any(r[key] is not None for r in runs)
+        else None
+        for key in (*MEDIAN_KEYS, "load_1m")
+    }
+    problems = [f"run {n}: {p}" for n, r in enumerate(runs, 1) for p in r["problems"]]
+    return {
+        **worst,
+        **medians,
+        "runs": len(runs),
+        "problems": problems if len(runs) > 1 else worst["problems"],
+        "ok": all(r["ok"] for r in runs),
+        "load_average": [round(x, 2) for x in load_average()],
+        "per_run": runs,
+    }
+
+
 def main() -> int:
     """Run, print the table and the JSON line; exit 1 if anything was lost."""
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--quick", action="store_true", help=f"{QUICK_CALLS} calls")
     parser.add_argument("--calls", type=int, default=0, help="number of simultaneous calls")
     parser.add_argument("--talk", type=float, default=0.5, help="talk seconds per call")
+    parser.add_argument("--runs", type=int, default=1, help="runs, medians shown (1)")
+    parser.add_argument(
+        "--database-url",
+        help="the store: a SQLite URL (that file; a temporary one by default) or a PostgreSQL"
+        " URL (a scratch database beside the one named, dropped at the end)",
+    )
     args = parser.parse_args()
     calls = args.calls or (QUICK_CALLS if args.quick else FULL_CALLS)
+    if calls < 1 or args.runs < 1:
+        parser.error("--calls and --runs must be positive")
     import logging
 
     logging.basicConfig(level=logging.WARNING)
-    with tempfile.TemporaryDirectory() as tmp:
-        figures = asyncio.run(run_bench(calls, Path(tmp), talk=args.talk))
-    print(f"Simulated Asterisk: {calls} simultaneous calls through the daemon")
+    runs = []
+    for _ in range(args.runs):
+        load = load_average()[0]
+        with tempfile.TemporaryDirectory() as tmp:
+            figures = asyncio.run(
+                run_bench(calls, Path(tmp), talk=args.talk, database_url=args.database_url)
+            )
+        runs.append({**figures, "load_1m": round(load, 2)})
+    figures = combine(runs)
+    print(
+        f"Simulated Asterisk: {calls} simultaneous calls through the daemon,"
+        f" {figures['backend']} store; {args.runs} run(s), medians; {describe_load()}"
+    )
+    if args.runs > 1:
+        print(f"  {'run':<5}{'total s':>9}{'calls/s':>9}{'answer med s':>14}{'p99 s':>8}  load  ok")
+        for n, r in enumerate(runs, 1):
+            print(
+                f"  {n:<5}{r['total_s']:>9.2f}{r['calls_per_s']:>9}{r['answer_median_s']!s:>14}"
+                f"{r['answer_p99_s']!s:>8}  {r['load_1m']:.2f}  {r['ok']}"
+            )
     rows = [
         ("total time", f"{figures['total_s']:.2f} s"),
         ("calls per second", f"{figures['calls_per_s']}"),

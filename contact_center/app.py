@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 import random
 import secrets
@@ -17,7 +16,6 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
 
 from aiohttp import web
 from pydantic import SecretStr
@@ -27,16 +25,17 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from adapters.asterisk.channel import VOICE
 from adapters.asterisk.pbx import AsteriskPbx
 from adapters.asterisk.settings import AgiConfig, AmiConfig, PbxConfig
-from adapters.desk_channels import DESK_CHANNELS
+from adapters.channels import CHANNEL_SPECS
 from adapters.simasterisk import SimulatedAsterisk
-from adapters.simasterisk.controls import SimulatedPhones, SimulatorControls, generate_calls
+from adapters.simasterisk.controls import AGENT_PHONE, SimulatorControls, generate_calls
+from adapters.simasterisk.phones import Phones
 from adapters.simasterisk.traffic import TrafficModel
-from adapters.simulated.pbx import SimulatedPbx
-from contact_center import roster_sync
+from contact_center import heap, roster_sync
 from contact_center.auth import revocation
 from contact_center.auth.passwords import LoginGate
 from contact_center.auth.ratelimit import LoginRateLimiter
-from contact_center.auth.sessions import SessionStore
+from contact_center.auth.sessions import MemorySessionStore, SessionStore
+from contact_center.auth.stored_sessions import StoreSessionStore
 from contact_center.bus import EventBus
 from contact_center.config import Config
 from contact_center.flows import load_configured_flows
@@ -105,7 +104,7 @@ class Daemon:
     outbox: StoreOutbox | None = None
     telephony: Telephony | None = None
     # The simulator's controls (place a call, the caller hangs up), when the PBX is one.
-    simulator: SimulatedPbx | SimulatorControls | None = None
+    simulator: SimulatorControls | None = None
     routing: RoutingService | None = None
     flows: dict[str, Flow] = field(default_factory=dict)
     metrics: Metrics = field(init=False)
@@ -116,12 +115,22 @@ class Daemon:
 
     def __post_init__(self) -> None:
         self.metrics = Metrics(self.health, self.bus)
-        self.sessions = SessionStore(self.config.auth.session_hours * 3600)
+        self.sessions = _session_store(self)
         self.login_limiter = LoginRateLimiter(self.config.auth.login_attempts_per_minute)
         self.hub = Hub(
             queue_bytes=self.config.web.websocket_queue_bytes,
             sockets_per_user=self.config.web.websocket_sockets_per_user,
         )
+
+
+def _session_store(daemon: Daemon) -> SessionStore:
+    """`web.sessions`: in the CRM store (shared by the daemons on it) or in memory."""
+    auth = daemon.config.auth
+    lifetime = auth.session_hours * 3600.0
+    idle = None if auth.session_idle_minutes is None else auth.session_idle_minutes * 60.0
+    if daemon.config.web.sessions == "memory":
+        return MemorySessionStore(lifetime, idle)
+    return StoreSessionStore(lambda: daemon.sessionmaker, lifetime, idle)
 
 
 # --- components ---------------------------------------------------------------
@@ -183,26 +192,20 @@ def bus_component(daemon: Daemon) -> Callable[[web.Application], AsyncIterator[N
 
 def pbx_component(daemon: Daemon) -> Callable[[web.Application], AsyncIterator[None]]:
     """The telephony side: a real Asterisk (AMI + FastAGI), the simulated Asterisk behind
-    the same adapter, the in-process simulator (tests, benchmarks), or none."""
+    the same adapter, or none."""
 
     async def ctx(_app: web.Application) -> AsyncIterator[None]:
         mode = daemon.config.pbx.mode
         if mode == "off":
             daemon.health.set("pbx", "disabled", "pbx.mode is off")
-        elif mode == "simulated-inprocess":
-            assert daemon.sessionmaker is not None
-            simulator = SimulatedPbx(
-                daemon.bus,
-                daemon.sessionmaker,
-                region=daemon.config.database.default_region,
-                flows=daemon.flows,
-                fast_intake=daemon.fast_intake,
-            )
-            await simulator.start()
-            daemon.simulator = daemon.telephony = simulator
-            daemon.health.set("pbx", "up", "simulated PBX, in process")
         elif mode == "simulated":
-            sim = SimulatedAsterisk(ami_port=0, secret=secrets.token_urlsafe(16))
+            # Agents' phones ring until the desktop's Accept answers them (remote answer).
+            sim = SimulatedAsterisk(
+                ami_port=0,
+                secret=secrets.token_urlsafe(16),
+                phones=Phones(agents=AGENT_PHONE),
+                agent_context=daemon.config.pbx.agent_context,
+            )
             await sim.start()
             pbx = daemon.config.pbx.model_copy(
                 update={
@@ -214,14 +217,14 @@ def pbx_component(daemon: Daemon) -> Callable[[web.Application], AsyncIterator[N
                         reconnect_max_seconds=1.0,
                     ),
                     "agi": AgiConfig(host="127.0.0.1", port=0),
+                    "remote_answer": "pjsip-talk",
                 }
             )
-            scripts: dict[str, Any] = {}
-            asterisk = _asterisk(daemon, pbx, SimulatedPhones(sim), scripts)
+            asterisk = _asterisk(daemon, pbx)
             await asterisk.start()
             sim.set_agi_address("127.0.0.1", asterisk.agi.port)
             daemon.telephony = asterisk
-            daemon.simulator = SimulatorControls(sim, scripts, daemon.flows)
+            daemon.simulator = SimulatorControls(sim, daemon.flows)
             daemon.health.set(
                 "pbx",
                 "up",
@@ -280,12 +283,7 @@ async def _simulated_traffic(daemon: Daemon, sim: SimulatedAsterisk) -> asyncio.
     )
 
 
-def _asterisk(
-    daemon: Daemon,
-    pbx: PbxConfig,
-    phones: SimulatedPhones | None = None,
-    scripts: dict[str, Any] | None = None,
-) -> AsteriskPbx:
+def _asterisk(daemon: Daemon, pbx: PbxConfig) -> AsteriskPbx:
     assert daemon.sessionmaker is not None
     details = {
         "ami": f"AMI {pbx.ami.host}:{pbx.ami.port}",
@@ -312,8 +310,6 @@ def _asterisk(
         region=daemon.config.database.default_region,
         on_state=report,
         fast_intake=daemon.fast_intake,
-        phones=phones,
-        scripts=scripts,
     )
 
 
@@ -332,7 +328,7 @@ def routing_component(daemon: Daemon) -> Callable[[web.Application], AsyncIterat
             sessionmaker=daemon.sessionmaker,
             notifier=BrowserNotifier(daemon.hub),
             screen_pops=daemon.screen_pops,
-            channels=Channels([VOICE, *DESK_CHANNELS], ports),
+            channels=Channels(CHANNEL_SPECS, ports),
             telephony=daemon.telephony,
         )
         # The wiring diagram of a contact's life: who hears what.
@@ -382,23 +378,6 @@ def channels_component(daemon: Daemon) -> Callable[[web.Application], AsyncItera
 # --- web ----------------------------------------------------------------------
 
 
-def heap_component(daemon: Daemon) -> Callable[[web.Application], AsyncIterator[None]]:
-    """Last to start: move everything start-up made out of the garbage collector's way.
-
-    Modules, config, flows and the routing state are ~110,000 long-lived objects that a
-    full collection would otherwise walk every time; with 2,000 agents online such a
-    collection stops the loop for well over 100 ms (bench/pop_latency.py prints it).
-    """
-
-    async def component(_app: web.Application) -> AsyncIterator[None]:
-        gc.collect()
-        gc.freeze()
-        yield
-        gc.unfreeze()
-
-    return component
-
-
 @web.middleware
 async def metrics_middleware(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -442,7 +421,8 @@ def make_app(config: Config) -> web.Application:
             # Users changed by the CLI or another daemon reach this one's router.
             roster_sync.component(lambda: daemon.sessionmaker, lambda: daemon.routing),
             channels_component(daemon),
-            heap_component(daemon),
+            # Last: freezes what start-up made, then keeps GC pauses short (heap.py).
+            heap.component(config.gc),
         ]
     )
 

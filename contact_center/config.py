@@ -25,6 +25,8 @@ from pydantic import (
 )
 
 from adapters.asterisk.settings import PbxConfig
+from adapters.channels import CHANNEL_NAMES
+from adapters.simasterisk.settings import SimulatorConfig
 from contact_center.errors import ConfigError
 from ivr_flows import safe_yaml
 from routing.settings import (
@@ -58,6 +60,9 @@ class WebConfig(_Model):
     # bytes wait for it; each user keeps this many sockets of each kind (the oldest closes).
     websocket_queue_bytes: Annotated[int, Field(ge=16_384)] = 1_048_576
     websocket_sockets_per_user: PositiveInt = 5
+    # Where login sessions live: `store` (the CRM database: every daemon on it accepts the
+    # same cookies, a restart logs nobody out) or `memory` (this process only).
+    sessions: Literal["memory", "store"] = "store"
 
 
 class DatabaseConfig(_Model):
@@ -148,20 +153,40 @@ class IvrConfig(_Model):
 
 class AuthConfig(_Model):
     session_hours: PositiveInt = 12
+    # A session unused this long ends too (None: only `session_hours` ends it).
+    session_idle_minutes: PositiveInt | None = None
     login_attempts_per_minute: PositiveInt = 5
+
+
+class GcConfig(_Model):
+    # Freeze the objects that survive into the collector's old generation right away, so
+    # a full collection walks a few thousand objects, not every socket's (contact_center/
+    # heap.py). false: only the start-up objects are frozen, once.
+    freeze_survivors: bool = True
+    # Frozen objects that became cyclic garbage (asyncio leaves a 5-object cycle per closed
+    # connection) are reclaimed by one full collection over everything this often (0: never).
+    compact_interval_hours: Annotated[float, Field(ge=0)] = 6.0
+
+
+class PbxSection(PbxConfig):
+    # simulated: a simulated Asterisk on loopback, driven over AMI and FastAGI like a real
+    # one (the demo, tests, benchmarks); asterisk: a real one; off: no telephony.
+    mode: Literal["simulated", "asterisk", "off"] = "simulated"
+    simulator: SimulatorConfig = SimulatorConfig()
 
 
 class Config(_Model):
     web: WebConfig = WebConfig()
     database: DatabaseConfig = DatabaseConfig()
     logging: LoggingConfig = LoggingConfig()
-    pbx: PbxConfig = PbxConfig()
+    pbx: PbxSection = PbxSection()
     channels: ChannelsConfig = ChannelsConfig()
     skills: list[SkillConfig] = []
     queues: list[QueueConfig] = []
     routing: RoutingConfig = RoutingConfig()
     ivr: IvrConfig = IvrConfig()
     auth: AuthConfig = AuthConfig()
+    gc: GcConfig = GcConfig()
 
     @model_validator(mode="after")
     def _cross_references(self) -> Config:
@@ -173,7 +198,14 @@ class Config(_Model):
             if name in seen:
                 problems.append(f"queues[{i}].name: duplicate queue name {name!r}")
             seen.add(name)
+        known = set(CHANNEL_NAMES)
+        listed = ", ".join(CHANNEL_NAMES)
         for i, queue in enumerate(self.queues):
+            for j, channel in enumerate(queue.channels):
+                if channel not in known:
+                    problems.append(
+                        f"queues[{i}].channels[{j}]: unknown channel {channel!r} (one of {listed})"
+                    )
             for skill in queue.skills:
                 if skill not in skill_names:
                     problems.append(f"queues[{i}].skills.{skill}: unknown skill {skill!r}")
@@ -192,6 +224,17 @@ class Config(_Model):
             overflow_to = queue.on_max_wait.target
             if queue.on_max_wait.action == "overflow" and overflow_to not in seen:
                 problems.append(f"queues[{i}].on_max_wait.target: unknown queue {overflow_to!r}")
+        for channel in self.routing.capacity:
+            if channel not in known:
+                problems.append(
+                    f"routing.capacity.{channel}: unknown channel {channel!r} (one of {listed})"
+                )
+        for key, blocked in (self.routing.blocks or {}).items():
+            for channel in (key, *blocked):
+                if channel not in known:
+                    problems.append(
+                        f"routing.blocks.{key}: unknown channel {channel!r} (one of {listed})"
+                    )
         channels = self.channels
         by_key = (("email", channels.email), ("sms", channels.sms), ("chat", channels.chat))
         for key, chan in by_key:

@@ -10,6 +10,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoM
 from prometheus_client.registry import Collector
 
 from contact_center import __version__
+from contact_center.gc_pauses import GcCollector
 
 if TYPE_CHECKING:
     from contact_center.bus import EventBus
@@ -51,6 +52,9 @@ class Metrics:
         self.registry = CollectorRegistry()
         self.registry.register(_LiveCollector(health, bus))
         ProcessCollector(registry=self.registry)
+        # Garbage-collection pauses: with thousands of sockets open, the full ones are
+        # what stops the loop longest (bench/gc_pauses.py).
+        self.registry.register(GcCollector())
         self.http_requests = Counter(
             "cc_http_requests",
             "HTTP requests served",

@@ -11,9 +11,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from adapters.channels import CHANNEL_SPECS
 from contact_center.web.hub import Hub
-from routing.lifecycle import ContactInfo
+from routing.contact_state import ContactInfo
 from routing.model import Offer
+
+_SPECS = {spec.name: spec for spec in CHANNEL_SPECS}
 
 
 def agent_state_message(state: Mapping[str, Any]) -> dict[str, Any]:
@@ -22,8 +25,14 @@ def agent_state_message(state: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def contact_message(contact: ContactInfo) -> dict[str, Any]:
-    """The agent's contact in progress (state, channel, address, customer)."""
-    message = {"type": "contact", **contact.public()}
+    """The agent's contact in progress (state, channel, address, customer), with the
+    actions its channel declares (the desktop shows those buttons, no others)."""
+    spec = _SPECS.get(contact.channel)
+    message: dict[str, Any] = {
+        "type": "contact",
+        **contact.public(),
+        "actions": spec.actions() if spec is not None else [],
+    }
     if contact.accepted_at is not None:
         # Accepted at the desktop; the phone still rings until it is picked up.
         message["pick_up"] = True

@@ -50,6 +50,7 @@ from adapters.asterisk.call_contacts import CallContacts
 from adapters.asterisk.channel import VOICE
 from contact_center.errors import ContactCenterError
 from routing.channels import Channels
+from routing.effects import Decided, Deliver, Effect, OfferClosed
 from routing.events import (
     ContactAnswered,
     ContactHeld,
@@ -57,7 +58,7 @@ from routing.events import (
     ContactRingFailed,
     ContactUnheld,
 )
-from routing.lifecycle import ContactLifeCycle, Decided, Deliver, Effect, OfferClosed
+from routing.lifecycle import ContactLifeCycle
 from routing.model import (
     Agent,
     Channel,
@@ -162,11 +163,12 @@ def parse_timeline(text: str, name: str = "timeline") -> list[Cut]:
 
 def routing_setup(config: Config, agents: Sequence[ReplayAgent]) -> RoutingSetup:
     """The router's inputs from a validated configuration and the store's agents."""
+    from adapters.channels import CHANNEL_SPECS
     from routing.definitions import policy_from_config, queues_from_config
 
     return RoutingSetup(
         queues=tuple(queues_from_config(config)),
-        policy=policy_from_config(config),
+        policy=policy_from_config(config, CHANNEL_SPECS),
         agents=tuple(sorted(agents, key=lambda a: a.user_id)),
         holding_context=config.pbx.holding_context,
     )

@@ -89,7 +89,6 @@ _ROWS: tuple[tuple[str, int, str], ...] = (
     ("telephony.not_connected", 409, "the call is not connected to an agent"),
     ("telephony.held", 409, "the call is already on hold"),
     ("telephony.not_held", 409, "the call is not on hold"),
-    ("telephony.answer_on_phone", 409, "this phone is answered on the phone, not the desktop"),
     ("telephony.unsafe_input", 409, "the PBX refused an action with unsafe input"),
     ("telephony.no_ivr", 409, "the IVR ended without a contact"),
     ("telephony.no_flow", 409, "no IVR flow of that name"),

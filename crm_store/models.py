@@ -306,3 +306,24 @@ class ContactEvent(Base):
     at: Mapped[datetime] = mapped_column(index=True)
     # Why: an end cause, a transfer target, an overflow target, a status and its reason.
     details: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+
+class LoginSession(Base):
+    """A logged-in browser, shared by every daemon on the database (`web.sessions: store`).
+
+    Only a SHA-256 digest of the cookie's token is kept: the token is 256 random bits, so
+    the digest cannot be turned back into a cookie and reading this table logs nobody in.
+    """
+
+    __tablename__ = "login_sessions"
+
+    token_digest: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    # Useless without the cookie; kept so a reloaded page can be told it again (`auth/me`).
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime]
+    # Moved forward at most once a minute (in the background), for the idle expiry.
+    last_seen_at: Mapped[datetime]
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+    # The user's `sessions_valid_after` at login: an older one than the user's now is void.
+    valid_after: Mapped[datetime | None]

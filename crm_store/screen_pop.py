@@ -8,9 +8,11 @@ repository functions:
   there inside one read transaction (one consistent snapshot) and the result is built there,
   so the event loop pays for one thread round trip instead of one per aiosqlite call, and no
   ORM identity map or unit of work is involved.
-- PostgreSQL: one SQLAlchemy Core statement on the daemon's async engine, in autocommit,
-  that returns the customer row with its contact points, timeline and open requests
-  aggregated as JSON: one network round trip, one snapshot.
+- PostgreSQL: one prepared statement on a few asyncpg connections of the reader's own, in
+  autocommit, that returns the customer row with its contact points, timeline and open
+  requests as arrays of records: one network round trip, one snapshot, and the records
+  (decoded by asyncpg in C, timestamps included) go straight into the Pop* classes, with
+  no SQLAlchemy layer and no JSON in between.
 
 Nothing is cached except phone normalisation (a pure function): every pop sees the latest
 committed write.
@@ -19,7 +21,7 @@ committed write.
 from __future__ import annotations
 
 import asyncio
-import json
+import logging
 import sqlite3
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -28,23 +30,24 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final, Protocol
 
-from sqlalchemy import JSON, ColumnElement, Select, bindparam, func, literal_column, select
-from sqlalchemy.dialects.postgresql import aggregate_order_by
+import asyncpg  # type: ignore[import-untyped]  # no stubs; used in one class
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from crm_store.errors import InvalidData, StoreError
-from crm_store.models import (
-    OPEN_SR_STATUSES,
-    ContactPoint,
-    Customer,
-    Interaction,
-    ServiceRequest,
-)
+from crm_store.models import OPEN_SR_STATUSES
 from crm_store.phones import normalize_email, try_normalize_phone
 
+log = logging.getLogger(__name__)
 DEFAULT_LIMIT: Final = 20
+# PostgreSQL: the reader's own connections, at most this many. Pops are short (well under
+# a millisecond on the server), so a few connections carry thousands per second; more
+# would only compete with the daemon's writes for the server's CPUs.
+POSTGRES_POOL_SIZE: Final = 4
+# How long a pop waits for a connection, a connect or the server: then the offer goes
+# out without the history (the same bound as SQLite's busy_timeout).
+POSTGRES_TIMEOUT_SECONDS: Final = 5.0
+POSTGRES_APPLICATION_NAME: Final = "contact-center screen pop"
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -405,154 +408,197 @@ class _SqliteBackend:
 
 
 # --- PostgreSQL -----------------------------------------------------------------------
+#
+# One statement per pop: the customer's columns, then its contact points, newest
+# interactions and open requests as arrays of anonymous records. asyncpg decodes those in
+# C, timestamps included (timestamptz arrives as aware UTC whatever the session's
+# TimeZone), so no JSON is built on the server nor parsed here. Public so that
+# bench/screen_pop.py runs exactly these statements on a bare asyncpg connection.
 
 
-def _pg_json_text(column: Any) -> Any:
-    # Times inside JSON become text; render them in UTC explicitly so the session's
-    # TimeZone setting cannot change what is read back.
-    if column.key in _TIME_COLUMNS:
-        return func.to_char(func.timezone("UTC", column), 'YYYY-MM-DD"T"HH24:MI:SS.US')
-    return column
+def _pg_rows(alias: str, columns: Sequence[str]) -> str:
+    return f"ROW({_cols(alias, columns)})"
 
 
-def _pg_array(table: Any, columns: Sequence[str]) -> Any:
-    return func.json_build_array(*(_pg_json_text(table.c[name]) for name in columns))
+_PG_SELECT: Final = (
+    f"SELECT {_cols('c', _CUSTOMER_COLUMNS)},"
+    f" ARRAY(SELECT {_pg_rows('p', _CONTACT_COLUMNS)} FROM contact_points AS p"
+    " WHERE p.customer_id = c.id ORDER BY p.id) AS contact_points,"
+    f" ARRAY(SELECT {_pg_rows('i', _INTERACTION_COLUMNS)} FROM interactions AS i"
+    " WHERE i.customer_id = c.id ORDER BY i.started_at DESC, i.id DESC LIMIT $LIMIT)"
+    " AS interactions,"
+    f" ARRAY(SELECT {_pg_rows('s', _REQUEST_COLUMNS)} FROM service_requests AS s"
+    f" WHERE s.customer_id = c.id AND s.status IN ({', '.join(repr(s) for s in OPEN_SR_STATUSES)})"
+    " ORDER BY s.created_at DESC, s.id DESC) AS open_requests"
+)
+# $1 kind, $2 normalised value, $3 limit. The unique (kind, value) index finds the contact.
+POSTGRES_POP_BY_CONTACT: Final = (
+    _PG_SELECT.replace("$LIMIT", "$3")
+    + " FROM contact_points AS k JOIN customers AS c ON c.id = k.customer_id"
+    " WHERE k.kind = $1 AND k.value = $2"
+)
+# $1 customer id, $2 limit.
+POSTGRES_POP_BY_ID: Final = (
+    _PG_SELECT.replace("$LIMIT", "$2") + " FROM customers AS c WHERE c.id = $1"
+)
 
 
-def _pg_statement(by: str) -> Select[Any]:
-    customers = Customer.__table__
-    points = ContactPoint.__table__.alias("p")
-    interactions = Interaction.__table__
-    requests = ServiceRequest.__table__
-    empty: ColumnElement[Any] = literal_column("'[]'::json")
+class _Connections:
+    """Up to POSTGRES_POOL_SIZE asyncpg connections of the reader's own, made as pops need
+    them and kept while they work.
 
-    contact_json = (
-        select(
-            func.coalesce(
-                func.json_agg(aggregate_order_by(_pg_array(points, _CONTACT_COLUMNS), points.c.id)),
-                empty,
-                type_=JSON,
+    Not asyncpg's Pool: that one shields every release in a task of its own and resets
+    the session (a second round trip) on each, which together cost a quarter of a pop's
+    CPU. A pop takes an idle connection without suspending, and gives it back the same
+    way; one that failed or was interrupted mid-statement is closed, never handed out
+    again (asyncpg leaves such a connection unusable), and the next pop makes a new one.
+    """
+
+    def __init__(self, dsn: str, size: int) -> None:
+        self._dsn = dsn
+        self._idle: list[Any] = []
+        self._slots = asyncio.Semaphore(size)  # connections in use or being made
+        self._open: set[Any] = set()
+
+    async def acquire(self) -> Any:
+        """An idle connection, or a new one; waits (bounded) while all are in use."""
+        if self._slots.locked():
+            async with asyncio.timeout(POSTGRES_TIMEOUT_SECONDS):
+                await self._slots.acquire()
+        else:
+            await self._slots.acquire()  # free: returns at once
+        while self._idle:
+            conn = self._idle.pop()
+            if not conn.is_closed():
+                return conn
+            self._open.discard(conn)  # the server closed it while it was idle
+        try:
+            conn = await asyncpg.connect(
+                self._dsn,
+                timeout=POSTGRES_TIMEOUT_SECONDS,
+                command_timeout=POSTGRES_TIMEOUT_SECONDS,
+                # Named, so pg_stat_activity tells the reader's connections from the rest.
+                server_settings={"application_name": POSTGRES_APPLICATION_NAME},
             )
-        )
-        .where(points.c.customer_id == customers.c.id)
-        .correlate(customers)
-        .scalar_subquery()
-    )
-    newest = (
-        select(*(interactions.c[name] for name in _INTERACTION_COLUMNS))
-        .where(interactions.c.customer_id == customers.c.id)
-        .order_by(interactions.c.started_at.desc(), interactions.c.id.desc())
-        .limit(bindparam("limit"))
-        .correlate(customers)
-        .subquery("i")
-    )
-    interaction_json = (
-        select(
-            func.coalesce(
-                func.json_agg(
-                    aggregate_order_by(
-                        _pg_array(newest, _INTERACTION_COLUMNS),
-                        newest.c.started_at.desc(),
-                        newest.c.id.desc(),
-                    )
-                ),
-                empty,
-                type_=JSON,
-            )
-        )
-        .correlate(customers)
-        .scalar_subquery()
-    )
-    request_json = (
-        select(
-            func.coalesce(
-                func.json_agg(
-                    aggregate_order_by(
-                        _pg_array(requests, _REQUEST_COLUMNS),
-                        requests.c.created_at.desc(),
-                        requests.c.id.desc(),
-                    )
-                ),
-                empty,
-                type_=JSON,
-            )
-        )
-        .where(
-            requests.c.customer_id == customers.c.id,
-            requests.c.status.in_(OPEN_SR_STATUSES),
-        )
-        .correlate(customers)
-        .scalar_subquery()
-    )
-    stmt = select(
-        *(customers.c[name] for name in _CUSTOMER_COLUMNS),
-        contact_json.label("contact_points"),
-        interaction_json.label("interactions"),
-        request_json.label("open_requests"),
-    )
-    if by == "customer_id":
-        return stmt.where(customers.c.id == bindparam("customer_id"))
-    matched = (
-        select(ContactPoint.customer_id)
-        .where(ContactPoint.kind == bindparam("kind"), ContactPoint.value == bindparam("value"))
-        .scalar_subquery()
-    )
-    return stmt.where(customers.c.id == matched)
+        except BaseException:
+            self._slots.release()
+            raise
+        self._open.add(conn)
+        return conn
 
+    def release(self, conn: Any, *, broken: bool = False) -> None:
+        """Give `conn` back; a broken one is closed instead."""
+        if broken or conn.is_closed():
+            conn.terminate()
+            self._open.discard(conn)
+        else:
+            self._idle.append(conn)
+        self._slots.release()
 
-def _decode(value: Any) -> list[Any]:
-    # asyncpg hands json back as text unless the column is typed; accept both.
-    if isinstance(value, str):
-        result: list[Any] = json.loads(value)
-        return result
-    return list(value)
+    async def close(self) -> None:
+        """Close every connection (the reader is closed once pops have stopped)."""
+        conns, self._idle = list(self._open), []
+        self._open.clear()
+        for conn in conns:
+            try:
+                await asyncio.wait_for(conn.close(), POSTGRES_TIMEOUT_SECONDS)
+            except (*_PG_ERRORS, TimeoutError):
+                conn.terminate()
 
 
 class _PostgresBackend:
-    """One Core statement per pop; autocommit so no BEGIN/ROLLBACK round trips."""
+    """Connections of the reader's own: one statement, one round trip per pop.
 
-    def __init__(self, engine: AsyncEngine, owns_engine: bool) -> None:
-        self._engine = engine.execution_options(isolation_level="AUTOCOMMIT")
-        self._owned = engine if owns_engine else None
-        self._by_contact = _pg_statement("contact")
-        self._by_id = _pg_statement("customer_id")
+    They are apart from the daemon's engine so that a pop neither waits behind the
+    routing writes for a pooled connection nor pays SQLAlchemy's checkout (a pre-ping
+    round trip on the daemon's engine), execution and result layers: the statement's
+    records are shaped into the Pop* classes directly. asyncpg prepares each statement
+    once per connection (its statement cache) and runs it in autocommit: no BEGIN or
+    ROLLBACK round trips, one snapshot per statement.
+    """
+
+    def __init__(self, connections: _Connections) -> None:
+        self._connections = connections
+
+    @classmethod
+    async def open(cls, url: str) -> _PostgresBackend:
+        # No connection is required at open (the daemon starts, and pops fail over to
+        # "unavailable", while the database is down); one is made now if it can be, so the
+        # first offered contact does not pay for the connect.
+        connections = _Connections(_asyncpg_dsn(url), POSTGRES_POOL_SIZE)
+        try:
+            connections.release(await connections.acquire())
+        except (*_PG_ERRORS, TimeoutError) as exc:
+            log.warning("screen pop reader: no PostgreSQL connection yet (%s)", exc)
+        return cls(connections)
 
     async def pop(
         self, looked_up_by: str, key: str, params: tuple[Any, ...], limit: int
     ) -> ScreenPop:
-        if looked_up_by == "customer_id":
-            stmt, binds = self._by_id, {"customer_id": params[0], "limit": limit}
-        else:
-            stmt, binds = self._by_contact, {"kind": params[0], "value": params[1], "limit": limit}
+        sql = POSTGRES_POP_BY_ID if looked_up_by == "customer_id" else POSTGRES_POP_BY_CONTACT
         row = None
         for attempt in (1, 2):
             try:
-                async with self._engine.connect() as conn:
-                    row = (await conn.execute(stmt, binds)).first()
+                row = await self._fetch(sql, (*params, limit))
                 break
-            except DBAPIError as exc:
-                # A pooled connection the server dropped (restart): the read is safe to retry
-                # once, which saves a pre-ping round trip on every pop.
-                if attempt == 1 and exc.connection_invalidated:
-                    continue
-                raise StoreError(f"screen pop failed: {exc.orig}") from exc
+            except TimeoutError:
+                raise
+            except _PG_RETRY as exc:
+                # A connection the server dropped (restart, terminated backend) or a
+                # statement a schema change invalidated: the read is safe to retry once.
+                if attempt == 2:
+                    raise StoreError(f"screen pop failed: {exc}") from exc
+            except _PG_ERRORS as exc:
+                raise StoreError(f"screen pop failed: {exc}") from exc
         if row is None:
             return _empty(looked_up_by, key)
         n = _N_CUSTOMER
-        customer = PopCustomer(*row[:n])
-        points, history, requests = (_decode(v) for v in row[n : n + 3])
         return ScreenPop(
-            customer,
-            tuple(_build_contact(r) for r in points),
-            tuple(_build_interaction(r) for r in history),
-            tuple(_build_request(r) for r in requests),
+            PopCustomer(*row[:n]),
+            tuple(PopContactPoint(*r) for r in row[n]),
+            tuple(PopInteraction(*r) for r in row[n + 1]),
+            tuple(PopServiceRequest(*r) for r in row[n + 2]),
             looked_up_by,
             key,
         )
 
+    async def _fetch(self, sql: str, args: tuple[Any, ...]) -> Any:
+        conn = await self._connections.acquire()
+        try:
+            row = await conn.fetchrow(sql, *args)
+        except BaseException:
+            # Failed or cancelled mid-statement: not handed out again.
+            self._connections.release(conn, broken=True)
+            raise
+        self._connections.release(conn)
+        return row
+
     async def close(self) -> None:
-        if self._owned is not None:
-            await self._owned.dispose()
+        await self._connections.close()
+
+
+# A dropped connection, or a prepared statement a schema change made stale: worth one retry.
+_PG_RETRY: Final = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.AdminShutdownError,
+    asyncpg.InvalidCachedStatementError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+    ConnectionError,
+)
+# Anything else the driver or the network raises; TimeoutError is let through as it is
+# (the routing treats it as the store being unavailable, see routing.intake).
+_PG_ERRORS: Final = (
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+    OSError,
+)
+
+
+def _asyncpg_dsn(url: str) -> str:
+    """The libpq-style DSN asyncpg takes, from a SQLAlchemy URL (its driver name dropped)."""
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
 # --- the reader -----------------------------------------------------------------------
@@ -570,21 +616,19 @@ class ScreenPopReader:
     async def open(
         cls, url: str, engine: AsyncEngine | None = None, *, default_region: str
     ) -> ScreenPopReader:
-        """A reader for the store at `url`; on PostgreSQL it shares `engine`'s pool if given.
+        """A reader for the store at `url`.
 
-        On SQLite the reader opens its own read-only connection to the file (the daemon's
-        engine, if passed, is left alone), so the database must already exist.
-        `default_region` ("GB") reads national phone numbers.
+        It reads through connections of its own, never the daemon's pool: on SQLite a
+        read-only connection to the file (so the database must already exist), on
+        PostgreSQL up to POSTGRES_POOL_SIZE asyncpg connections (made as pops need
+        them; the database may be down at open). `engine` is accepted so callers can pass
+        the daemon's and is left alone. `default_region` ("GB") reads national numbers.
         """
         backend: _Backend
         if make_url(url).get_backend_name() == "sqlite":
             backend = await _SqliteBackend.open(sqlite_file(url))
-        elif engine is not None:
-            backend = _PostgresBackend(engine, owns_engine=False)
         else:
-            # No pre-ping: the pop retries once on a dropped connection instead, which keeps
-            # a pop at one round trip.
-            backend = _PostgresBackend(create_async_engine(url), owns_engine=True)
+            backend = await _PostgresBackend.open(url)
         return cls(backend, default_region=default_region)
 
     async def by_phone(self, raw: str, *, limit: int = DEFAULT_LIMIT) -> ScreenPop:
@@ -605,6 +649,17 @@ class ScreenPopReader:
     async def by_customer_id(self, customer_id: int, *, limit: int = DEFAULT_LIMIT) -> ScreenPop:
         """The pop for a known customer (a callback, a chat from a logged-in customer)."""
         return await self._pop("customer_id", str(customer_id), (customer_id,), limit)
+
+    async def by_contact(
+        self, kind: str, raw: str | None, *, limit: int = DEFAULT_LIMIT
+    ) -> ScreenPop:
+        """The pop for an address of the contact-point kind `kind` (a channel's: phone,
+        email); empty for a kind no customer is found by (a chat visitor's handle)."""
+        if kind == "email" and raw:
+            return await self.by_email(raw, limit=limit)
+        if kind == "phone":
+            return await self.by_phone(raw or "", limit=limit)
+        return _empty(kind, None)
 
     async def close(self) -> None:
         """Release the connection (and the worker thread on SQLite); safe to call twice."""

@@ -13,8 +13,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Literal, Protocol
+from typing import Protocol
 
+from crm_store.contact_kinds import ContactKind
 from routing.router import RoutingError
 
 
@@ -31,7 +32,8 @@ class Capability(StrEnum):
     LISTEN = "listen"  # a supervisor listens, whispers or barges
 
 
-AddressKind = Literal["phone", "email", "handle"]
+# What a channel's addresses are, as the store keeps customers' contact points.
+AddressKind = ContactKind
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,13 +43,16 @@ class ChannelSpec:
     name: str
     capabilities: frozenset[Capability]
     # How the contact's address finds its customer, and how it is bounded on the way in.
-    address_kind: AddressKind = "handle"
+    address_kind: AddressKind
     # Offers go only to agents with a device for it (nothing could ring otherwise).
     needs_device: bool = False
     # Waiting contacts are rebuilt from the store after a restart by routing itself;
     # otherwise the channel's adapter finds its own again (a PBX knows its callers).
     restored_from_store: bool = True
     default_capacity: int = 1
+    # While an agent is on one of these, nothing of another channel is offered to them
+    # (unless `routing.blocks` says otherwise).
+    exclusive: bool = False
 
     def can(self, capability: Capability) -> bool:
         """Does this channel declare `capability`?"""

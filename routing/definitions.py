@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
+from routing.channels import ChannelSpec
 from routing.model import Policy, QueueDef, RelaxStep
 from routing.settings import RoutingSource
 
@@ -34,18 +37,22 @@ def queues_from_config(config: RoutingSource) -> list[QueueDef]:
     ]
 
 
-def policy_from_config(config: RoutingSource) -> Policy:
-    """Capacity, cross-channel blocks, wrap-up and missed-offer rules."""
+def policy_from_config(config: RoutingSource, channels: Iterable[ChannelSpec]) -> Policy:
+    """Capacity, cross-channel blocks, wrap-up and missed-offer rules, for the channels
+    the daemon runs (their declared defaults, then the configuration's)."""
     routing = config.routing
-    capacity = routing.capacity
+    specs = list(channels)
+    capacity = {spec.name: routing.capacity.get(spec.name, spec.default_capacity) for spec in specs}
+    if routing.blocks is not None:
+        blocks = {key: tuple(value) for key, value in routing.blocks.items()}
+    else:
+        names = [spec.name for spec in specs]
+        blocks = {
+            spec.name: tuple(n for n in names if n != spec.name) for spec in specs if spec.exclusive
+        }
     return Policy(
-        capacity={
-            "voice": capacity.voice,
-            "chat": capacity.chat,
-            "email": capacity.email,
-            "sms": capacity.sms,
-        },
-        blocks={key: tuple(value) for key, value in routing.blocks.items()},
+        capacity=capacity,
+        blocks=blocks,
         wrap_up_seconds=routing.wrap_up_seconds,
         not_ready_after_missed=routing.not_ready_after_missed,
         missed_reason="missed-offer",

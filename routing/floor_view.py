@@ -12,7 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from routing.lifecycle import ContactInfo, ContactLifeCycle
+from routing.contact_state import ContactInfo
+from routing.lifecycle import ContactLifeCycle
 from routing.stats import Statistics, live_queue_figures
 
 HISTORY_SECONDS = 3600

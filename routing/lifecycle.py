@@ -17,15 +17,27 @@ spec (`routing.channels`).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
 from crm_store.phones import bounded_caller_id
 from routing import contact_request
-from routing.channels import Capability, Channels
-from routing.dialing import same_device
+from routing.channels import Capability
+from routing.contact_state import ContactBook, ContactInfo
+from routing.effects import (
+    AgentChanged,
+    ContactChanged,
+    Decided,
+    Deliver,
+    Effect,
+    LeaveQueue,
+    OfferClosed,
+    Persist,
+    Record,
+    Requeue,
+    StatusSaved,
+)
 from routing.events import ContactQueued
 from routing.model import (
     Contact,
@@ -35,153 +47,9 @@ from routing.model import (
     OfferExpired,
     WrapUpEnded,
 )
-from routing.router import Router, RoutingError
+from routing.router import RoutingError
 from routing.stats import LifeCycleEvent
 from routing.writer import as_stored
-
-# --- what is known of a contact ---------------------------------------------------------
-
-
-@dataclass
-class ContactInfo:
-    """What the life cycle knows about a contact beyond the router's view."""
-
-    interaction_id: int
-    channel: str
-    queue: str | None
-    address: str | None
-    customer_id: int | None
-    enqueued_at: float
-    queue_entered_at: float
-    ivr_path: list[Any] = field(default_factory=list)
-    ivr_inputs: dict[str, Any] = field(default_factory=dict)
-    # What the IVR asked of routing: kept for a re-queue (a transfer to a queue).
-    priority: int = 0
-    skills: dict[str, int] = field(default_factory=dict)
-    state: str = "waiting"  # waiting, offered, dialing, talking, held, wrap_up, closed
-    agent_id: int | None = None
-    offer_expires_at: float | None = None
-    explanation: dict[str, Any] | None = None
-    # The agent accepted at the desktop; the channel waits for them to pick up the device.
-    accepted_at: float | None = None
-    answered_at: float | None = None
-    held_since: float | None = None
-    hold_total: float = 0.0
-    ended_at: float | None = None
-
-    def public(self) -> dict[str, Any]:
-        """As the desktop shows it."""
-        return {
-            "interaction_id": self.interaction_id,
-            "channel": self.channel,
-            "queue": self.queue,
-            "address": self.address,
-            "customer_id": self.customer_id,
-            "state": self.state,
-        }
-
-
-# --- effects: what the shell carries out, in order -------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Record:
-    """A step of the life cycle: counted in the figures, appended to the store's log."""
-
-    event: LifeCycleEvent
-
-
-@dataclass(frozen=True, slots=True)
-class Persist:
-    """Fields of the stored interaction to write (write-behind)."""
-
-    interaction_id: int
-    fields: Mapping[str, Any]
-
-
-@dataclass(frozen=True, slots=True)
-class Decided:
-    """One of the router's decisions, as it was taken (for traces and `replay`);
-    `interaction_id` is the contact it concerns (a wrap-up's: the agent's last one)."""
-
-    decision: Decision
-    interaction_id: int | None
-
-
-@dataclass(frozen=True, slots=True)
-class Deliver:
-    """Offer `contact` to the agent: screen pop first, then the channel (ring)."""
-
-    offer: Offer
-    contact: ContactInfo
-    ring: bool
-
-
-@dataclass(frozen=True, slots=True)
-class OfferClosed:
-    """The agent's offer is over without them taking it (`outcome`: rejected, timeout,
-    withdrawn, abandoned, answered_elsewhere); `take_back`: the channel that must take
-    back what it delivered (a ringing phone), if any."""
-
-    agent_id: int
-    interaction_id: int
-    outcome: str
-    take_back: str | None = None
-    reason: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class AgentChanged:
-    """The agent's state changed: their desktop and the wallboard show it again."""
-
-    agent_id: int
-
-
-@dataclass(frozen=True, slots=True)
-class ContactChanged:
-    """The contact's state changed: the desktop of the agent on it shows it again."""
-
-    contact: ContactInfo
-
-
-@dataclass(frozen=True, slots=True)
-class StatusSaved:
-    """The router set the agent's status itself (missed offers): store it."""
-
-    agent_id: int
-    status: str
-    reason: str | None
-    at: float
-
-
-@dataclass(frozen=True, slots=True)
-class LeaveQueue:
-    """Maximum wait reached: the channel lets the customer go so (`action`)."""
-
-    interaction_id: int
-    channel: str
-    action: str
-
-
-@dataclass(frozen=True, slots=True)
-class Requeue:
-    """Queue the contact again (a transfer to a queue), as a fresh `ContactQueued`."""
-
-    event: ContactQueued
-
-
-Effect = (
-    Record
-    | Persist
-    | Decided
-    | Deliver
-    | OfferClosed
-    | AgentChanged
-    | ContactChanged
-    | StatusSaved
-    | LeaveQueue
-    | Requeue
-)
 
 # The life-cycle states an agent is working in.
 HANDLING = ("talking", "held")
@@ -192,19 +60,8 @@ def stored_time(epoch: float) -> datetime:
     return datetime.fromtimestamp(epoch, UTC)
 
 
-class ContactLifeCycle:
+class ContactLifeCycle(ContactBook):
     """Every contact's life, from queued to closed, around one router."""
-
-    def __init__(self, router: Router, channels: Channels) -> None:
-        self.router = router
-        self.channels = channels
-        self.contacts: dict[int, ContactInfo] = {}
-        # Agent -> the contacts whose wrap-up is running (closed when it ends).
-        self.wrapping: dict[int, list[ContactInfo]] = {}
-        # Agent -> the device their offers ring (an answer from it is theirs).
-        self.devices: dict[int, str | None] = {}
-        # Agent -> the contact they ended last (the one a wrap-up is for).
-        self.last_ended: dict[int, int] = {}
 
     # --- contact events ---------------------------------------------------------------
 
@@ -236,7 +93,7 @@ class ContactLifeCycle:
         queue = self.router.queues[event.queue]
         contact = Contact(
             id=str(event.interaction_id),
-            channel=info.channel,  # type: ignore[arg-type]
+            channel=info.channel,
             queue=event.queue,
             enqueued_at=enqueued_at,
             priority=queue.priority + tier_bonus + event.priority,
@@ -388,7 +245,7 @@ class ContactLifeCycle:
         info = self.contacts.get(interaction_id)
         effects: list[Effect] = []
         if info is not None:
-            self.router.pause(info.channel)  # type: ignore[arg-type]
+            self.router.pause(info.channel)
             info.state, info.agent_id, info.accepted_at = "waiting", None, None
         effects.append(OfferClosed(agent_id, interaction_id, "withdrawn"))
         decisions = self.router.withdraw(str(interaction_id), agent_id, now)
@@ -396,7 +253,7 @@ class ContactLifeCycle:
 
     def resume(self, channel: str, now: float) -> list[Effect]:
         """The channel can take offers again: those waiting are matched now, in order."""
-        return self.decide(self.router.resume(channel, now), now)  # type: ignore[arg-type]
+        return self.decide(self.router.resume(channel, now), now)
 
     def dialing(
         self,
@@ -413,7 +270,7 @@ class ContactLifeCycle:
         )
         info.agent_id = agent_id
         self.contacts[interaction_id] = info
-        self.router.start_direct(str(interaction_id), agent_id, channel, now)  # type: ignore[arg-type]
+        self.router.start_direct(str(interaction_id), agent_id, channel, now)
         return [
             self._record("dialing", info, now),
             Persist(interaction_id, {"agent_id": agent_id}),
@@ -580,7 +437,7 @@ class ContactLifeCycle:
         """A known agent answered without an offer: busy with it, as with their own call."""
         if taker not in self.router.agents:
             return self._talking(info, None, at)
-        self.router.start_direct(str(info.interaction_id), taker, info.channel, at)  # type: ignore[arg-type]
+        self.router.start_direct(str(info.interaction_id), taker, info.channel, at)
         self.contacts[info.interaction_id] = info
         return self._talking(info, taker, at)
 
@@ -629,15 +486,6 @@ class ContactLifeCycle:
             AgentChanged(agent_id),
         ]
 
-    def _owner(self, device: str, leg: str) -> int | None:
-        """The agent whose device this is (lowest id first, so it is deterministic)."""
-        if not device and not leg:
-            return None
-        for agent_id in sorted(self.devices):
-            if same_device(self.devices[agent_id], device, leg):
-                return agent_id
-        return None
-
     def _record(
         self, kind: str, info: ContactInfo, at: float, *, agent_id: int | None = None, **why: Any
     ) -> Record:
@@ -652,34 +500,3 @@ class ContactLifeCycle:
                 why,
             )
         )
-
-    # --- reading ------------------------------------------------------------------------
-
-    def offered_to(self, agent_id: int, interaction_id: int) -> ContactInfo:
-        """The contact offered to the agent; RoutingError when it is not."""
-        info = self.contacts.get(interaction_id)
-        if info is None or info.state != "offered" or info.agent_id != agent_id:
-            raise RoutingError(
-                "routing.no_such_offer", f"contact {interaction_id} is not offered to you"
-            )
-        return info
-
-    def current(self) -> dict[int, ContactInfo]:
-        """Each agent's contact in progress (the first found)."""
-        current: dict[int, ContactInfo] = {}
-        for info in self.contacts.values():
-            if info.agent_id is not None and info.state != "closed":
-                current.setdefault(info.agent_id, info)
-        return current
-
-    def contact_of(self, agent_id: int) -> ContactInfo | None:
-        """The contact the agent is on, is offered, or is wrapping up."""
-        agent = self.router.agents[agent_id]
-        # The router knows what the agent holds: look those up instead of scanning.
-        for contact_id in (*agent.active, *agent.offered):
-            info = self.contacts.get(int(contact_id)) if contact_id.isdigit() else None
-            if info is not None and info.state != "closed":
-                return info
-        for pending in self.wrapping.get(agent_id, []):
-            return pending
-        return None

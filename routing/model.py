@@ -12,8 +12,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
-Channel = Literal["voice", "chat", "email", "sms"]
-CHANNELS: tuple[Channel, ...] = ("voice", "chat", "email", "sms")
+# A channel's name, as the channel declares itself (routing.channels): routing never
+# names one.
+Channel = str
 Status = Literal["offline", "ready", "not_ready"]
 Activity = Literal["idle", "offered", "on_contact", "wrap_up"]
 MaxWaitKind = Literal["voicemail", "callback", "overflow", "disconnect"]

@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    from routing.lifecycle import ContactInfo
+    from routing.contact_state import ContactInfo
     from routing.model import Offer
 
 EventHandler = Callable[[Any], Awaitable[None] | None]

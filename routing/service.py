@@ -21,15 +21,27 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from crm_store import agent_states, audit, interactions
-from crm_store.actors import Actor
+from crm_store import agent_states
 from crm_store.models import Customer, Interaction, User
-from crm_store.phones import try_normalize_phone
 from crm_store.screen_pop import ScreenPopReader
 from routing import contact_request
-from routing.channels import Capability, ChannelPort, Channels
+from routing.agent_requests import AgentRequests
+from routing.channels import Channels
+from routing.contact_state import ContactInfo
 from routing.definitions import policy_from_config, queues_from_config
-from routing.dialing import dial_string, transfer_target
+from routing.effects import (
+    AgentChanged,
+    ContactChanged,
+    Decided,
+    Deliver,
+    Effect,
+    LeaveQueue,
+    OfferClosed,
+    Persist,
+    Record,
+    Requeue,
+    StatusSaved,
+)
 from routing.events import (
     ContactAnswered,
     ContactEnded,
@@ -40,40 +52,22 @@ from routing.events import (
     ContactUnheld,
 )
 from routing.floor_view import AgentInfo, FloorView
-from routing.intake import open_contact, outbox_for, store_unavailable
-from routing.lifecycle import (
-    AgentChanged,
-    ContactChanged,
-    ContactInfo,
-    ContactLifeCycle,
-    Decided,
-    Deliver,
-    Effect,
-    LeaveQueue,
-    OfferClosed,
-    Persist,
-    Record,
-    Requeue,
-    StatusSaved,
-    stored_time,
-)
-from routing.model import Agent
+from routing.intake import outbox_for, store_unavailable
+from routing.lifecycle import ContactLifeCycle, stored_time
 from routing.ports import EventPublisher, Notifier
+from routing.roster import AgentRoster
 from routing.router import Router, RoutingError
 from routing.settings import RoutingSource
-from routing.stats import LifeCycleEvent, Statistics, Tally
+from routing.stats import Statistics, Tally
 from routing.telephony import Telephony, TelephonyError
-from routing.writer import InteractionWriter, as_stored, load_events
+from routing.writer import InteractionWriter, load_events
 
 log = logging.getLogger(__name__)
 
 RETRY_SECONDS = 2.0  # how soon a channel's offers are tried again after it was unreachable
-# Who sets an unconfirmed agent offline after a restart, in the audit log.
-RESTART_CHECK = Actor(None, "system", "admin")
-ADMIN_CHANGE = Actor(None, "system", "admin")
 
 
-class RoutingService:
+class RoutingService(AgentRoster, AgentRequests):
     """Owns the life cycle and the statistics; reacts to events and to agents' requests."""
 
     def __init__(
@@ -97,7 +91,9 @@ class RoutingService:
         # Click-to-dial and spy: the PBX's own commands, beyond the channel port.
         self.telephony = telephony
         self.clock = clock
-        self.router = Router(queues_from_config(config), policy_from_config(config))
+        self.router = Router(
+            queues_from_config(config), policy_from_config(config, channels.specs.values())
+        )
         self.life = ContactLifeCycle(self.router, channels)
         self.stats = Statistics(
             {q.name: q.sla_seconds for q in config.queues},
@@ -118,11 +114,6 @@ class RoutingService:
         self._unconfirmed: dict[int, float] = {}
         # Channels whose offers are paused (their side was unreachable): when to retry.
         self._retry_at: dict[str, float] = {}
-
-    @property
-    def contacts(self) -> dict[int, ContactInfo]:
-        """The contacts in the life cycle, by interaction id."""
-        return self.life.contacts
 
     # --- start and stop -----------------------------------------------------------
 
@@ -201,61 +192,6 @@ class RoutingService:
 
     # --- agents -------------------------------------------------------------------
 
-    async def sync_user(self, user_id: int) -> None:
-        """Bring the router up to date with a user an admin created or changed."""
-        async with self.sessionmaker() as session:
-            user = await session.get(User, user_id)
-        now = self.clock()
-        routable = user is not None and user.is_active and user.role in ("agent", "supervisor")
-        if user_id not in self.agents:
-            if routable:
-                assert user is not None
-                self._add_agent(user, now)
-                self._changed()
-            return
-        if not routable:
-            await self.set_status(user_id, "offline", None, actor=ADMIN_CHANGE)
-            if user is None or not user.is_active:
-                return
-        assert user is not None
-        info = self.agents[user_id]
-        info.display_name, info.role, info.device = user.display_name, user.role, user.device
-        self.life.devices[user_id] = user.device
-        self.router.agents[user_id].capacity = self._capacity(user)
-        await self._carry_out(
-            self.life.decide(self.router.update_skills(user_id, dict(user.skills), now), now)
-        )
-        self._push_agent(user_id)
-        self._changed()
-
-    def _capacity(self, user: User) -> dict[Any, int]:
-        """The user's capacity per channel; none on a channel that needs a device they do
-        not have (nothing could ring: an accepted contact would never connect)."""
-        policy = self.router.policy
-        capacity = {
-            c: int(user.capacities.get(c, policy.capacity.get(c, 0))) for c in policy.capacity
-        }
-        for name, spec in self.channels.specs.items():
-            if spec.needs_device and not user.device and name in capacity:
-                capacity[name] = 0
-        return capacity
-
-    def _add_agent(self, user: User, now: float) -> None:
-        agent = Agent(
-            user.id,
-            user.username,
-            dict(user.skills),
-            self._capacity(user),
-            status_since=now,
-            idle_since=now,
-            activity_since=now,
-        )
-        self.router.add_agent(agent, now)
-        self.life.devices[user.id] = user.device
-        self.agents[user.id] = AgentInfo(
-            user.id, user.username, user.display_name, user.role, user.device
-        )
-
     # --- bus handlers -------------------------------------------------------------
 
     async def on_queued(self, event: ContactQueued) -> None:
@@ -307,210 +243,6 @@ class RoutingService:
         self._changed()
 
     # --- what agents and supervisors ask ------------------------------------------
-
-    async def agent_present(self, agent_id: int) -> None:
-        """A desktop of the agent connected: a "ready" restored after a restart is theirs
-        again, and waiting contacts may be offered to them now."""
-        if self._unconfirmed.pop(agent_id, None) is None:
-            return
-        agent = self.router.agents[agent_id]
-        agent.confirm_by = None
-        log.info("agent %s is back at a desktop: ready confirmed", agent.name)
-        # Same status again: the router keeps its "since" and looks for work for them.
-        now = self.clock()
-        await self._carry_out(
-            self.life.decide(self.router.set_status(agent_id, agent.status, now, agent.reason), now)
-        )
-        self._push_agent(agent_id)
-        self._changed()
-
-    async def set_status(
-        self,
-        agent_id: int,
-        status: str,
-        reason: str | None,
-        *,
-        actor: Actor,
-        why: str | None = None,
-    ) -> dict[str, Any]:
-        """Ready / not ready (with a configured reason) / offline; `why` goes in the audit."""
-        if status not in ("ready", "not_ready", "offline"):
-            raise RoutingError("routing.bad_status", f"unknown status {status!r}")
-        if status == "not_ready" and reason not in self._reasons():
-            raise RoutingError(
-                "routing.bad_reason",
-                f"reason must be one of {', '.join(self._reasons())}, got {reason!r}",
-            )
-        self._agent_info(agent_id)
-        now = self.clock()
-        # A status someone chose replaces one restored after a restart.
-        self._unconfirmed.pop(agent_id, None)
-        self.router.agents[agent_id].confirm_by = None
-        decisions = self.router.set_status(agent_id, status, now, reason)  # type: ignore[arg-type]
-        self._record_status(agent_id, status, reason, now)
-        async with self.sessionmaker.begin() as session:
-            await agent_states.save_agent_state(
-                session,
-                agent_id,
-                status,
-                reason if status == "not_ready" else None,
-                stored_time(now),
-            )
-            if actor.user_id != agent_id:
-                await audit.record(
-                    session,
-                    actor,
-                    "agent.status_set",
-                    "user",
-                    agent_id,
-                    {"status": status, "reason": reason, **({"why": why} if why else {})},
-                )
-        await self._carry_out(self.life.decide(decisions, now))
-        self._push_agent(agent_id)
-        self._changed()
-        return self.view.agent(agent_id, self.clock())
-
-    async def accept(self, agent_id: int, interaction_id: int) -> None:
-        """The agent accepts an offer: a contact the desktop answers is theirs at once; on
-        a channel that rings a device, the device is answered for them where it can be,
-        otherwise the desktop shows "pick up your phone" until they do."""
-        info = self.life.offered_to(agent_id, interaction_id)
-        now = self.clock()
-        if not self.channels.can(info.channel, Capability.RING):
-            await self._carry_out(self.life.accepted(agent_id, interaction_id, now))
-            return
-        port = self._port(info.channel)
-        device = self.agents[agent_id].device or ""
-        try:
-            answered = await port.answer_for_agent(interaction_id, device)
-        except TelephonyError as exc:
-            raise RoutingError(exc.error_id, exc.message) from None
-        if not answered:
-            await self._carry_out(self.life.awaiting_pickup(agent_id, interaction_id, now))
-
-    async def reject(self, agent_id: int, interaction_id: int) -> None:
-        """The agent declines an offer: it goes to someone else."""
-        await self._carry_out(self.life.rejected(agent_id, interaction_id, self.clock()))
-        self._changed()
-
-    async def call_action(
-        self, agent_id: int, interaction_id: int, action: str, target: str | None
-    ) -> None:
-        """Hang up, hold, unhold or transfer the agent's current contact, as far as its
-        channel declares it can."""
-        info = self.contacts.get(interaction_id)
-        if info is None or info.agent_id != agent_id or info.state not in ("talking", "held"):
-            raise RoutingError(
-                "routing.no_such_contact", f"you have no contact {interaction_id} in progress"
-            )
-        needed = _ACTIONS.get(action)
-        if needed is None:
-            raise RoutingError("routing.bad_action", f"unknown contact action {action!r}")
-        spec = self.channels.spec(info.channel)
-        if not spec.can(needed):
-            raise RoutingError(
-                "routing.not_supported", f"{action} is not something a {spec.name} contact does"
-            )
-        port = self.channels.port(info.channel)
-        if port is None and action == "hangup":
-            # The desktop is the channel: closing it there ends it.
-            await self.on_ended(ContactEnded(interaction_id, self.clock(), "closed by agent"))
-            return
-        port = self._port(info.channel)
-        try:
-            if action == "hangup":
-                await port.hangup(interaction_id)
-            elif action == "hold":
-                await port.hold(interaction_id)
-            elif action == "unhold":
-                await port.unhold(interaction_id)
-            else:
-                if not target:
-                    raise RoutingError("routing.no_target", "transfer to which extension or queue?")
-                target, is_queue = transfer_target(target, self.router.queues)
-                if is_queue:
-                    await port.return_to_waiting(interaction_id)
-                    await self._carry_out(self.life.to_queue(info, target, self.clock()))
-                    self._changed()
-                    log.info("agent %s sent %s to queue %s", agent_id, interaction_id, target)
-                else:
-                    await port.transfer(interaction_id, target)
-        except TelephonyError as exc:
-            raise RoutingError(exc.error_id, exc.message) from None
-
-    async def dial(self, agent_id: int, number: str) -> int:
-        """Click-to-dial from the agent's device; the call counts against their capacity."""
-        agent = self._agent_info(agent_id)
-        dialers = self.channels.with_capability(Capability.DIAL)
-        if self.telephony is None or not dialers:
-            raise RoutingError("routing.no_pbx", "no PBX is connected")
-        if not agent.device:
-            raise RoutingError("routing.no_device", "you have no phone device; ask an admin")
-        router_agent = self.router.agents[agent_id]
-        if router_agent.active or router_agent.offered:
-            raise RoutingError("routing.busy", "finish your current contact first")
-        # Only phone keys reach the PBX: the number becomes an `Exten:` of an Originate.
-        number = dial_string(number)
-        if try_normalize_phone(number, self.config.database.default_region) is None:
-            raise RoutingError("routing.bad_number", f"{number!r} is not a phone number")
-        now = self.clock()
-        channel = dialers[0]
-        opened = await open_contact(
-            self.sessionmaker,
-            channel=channel,
-            address=number,
-            region=self.config.database.default_region,
-            direction="outbound",
-            at=now,
-        )
-        iid = opened.interaction_id
-        await self._carry_out(
-            self.life.dialing(iid, agent_id, channel, number, opened.customer_id, now)
-        )
-        try:
-            await self.telephony.dial(iid, agent_id, agent.device, number)
-        except TelephonyError as exc:
-            await self._carry_out(self.life.dial_failed(iid, agent_id, now))
-            raise RoutingError(exc.error_id, exc.message) from None
-        return iid
-
-    async def finish_wrap_up(self, agent_id: int) -> None:
-        """The agent is done with wrap-up before the timer."""
-        await self._carry_out(self.life.finish_wrap_up(agent_id, self.clock()))
-        self._push_agent(agent_id)
-        self._changed()
-
-    async def link_customer(self, agent_id: int, interaction_id: int, customer_id: int) -> None:
-        """Attach the agent's current contact to a customer (unknown caller identified)."""
-        info = self.contacts.get(interaction_id)
-        if info is None or info.agent_id != agent_id:
-            raise RoutingError("routing.no_such_contact", f"you have no contact {interaction_id}")
-        async with self.sessionmaker.begin() as session:
-            await interactions.update_interaction(session, interaction_id, customer_id=customer_id)
-        info.customer_id = customer_id
-
-    async def spy(self, supervisor: Actor, agent_id: int, mode: str) -> None:
-        """Listen, whisper or barge on an agent's call (audited)."""
-        if mode not in ("listen", "whisper", "barge"):
-            raise RoutingError(
-                "routing.bad_mode", f"mode must be listen, whisper or barge, not {mode!r}"
-            )
-        if self.telephony is None or not self.channels.with_capability(Capability.LISTEN):
-            raise RoutingError("routing.no_pbx", "no PBX is connected")
-        target = self._agent_info(agent_id)
-        own = self.agents.get(supervisor.user_id or 0)
-        if own is None or not own.device:
-            raise RoutingError("routing.no_device", "you have no phone device to listen on")
-        if not target.device:
-            raise RoutingError("routing.no_device", f"{target.username} has no phone device")
-        try:
-            await self.telephony.spy(own.device, target.device, mode)
-        except TelephonyError as exc:
-            raise RoutingError(exc.error_id, exc.message) from None
-        async with self.sessionmaker.begin() as session:
-            await audit.record(
-                session, supervisor, f"agent.{mode}", "user", agent_id, {"mode": mode}
-            )
 
     # --- carrying out the life cycle's effects ------------------------------------
 
@@ -605,10 +337,7 @@ class RoutingService:
                 async with asyncio.timeout(delay):
                     await self._wake.wait()
             now = self.clock()
-            effects = self.life.tick(now)
-            if effects:
-                await self._carry_out(effects)
-                self._changed()
+            await self.advance(now)
             for channel, at in list(self._retry_at.items()):
                 if now >= at:
                     # An offer that still cannot be sent pauses the channel again.
@@ -618,27 +347,13 @@ class RoutingService:
             if self._unconfirmed:
                 await self._unconfirmed_due(now)
 
-    async def _unconfirmed_due(self, now: float) -> None:
-        """Restored agents whose desktop never came back go offline (stored, audited)."""
-        grace = self.config.routing.restore_grace_seconds
-        for agent_id in [a for a, until in self._unconfirmed.items() if until <= now]:
-            log.warning(
-                "agent %s was ready before the restart but no desktop connected within"
-                " %g s: set offline",
-                self.agents[agent_id].username,
-                grace,
-            )
-            try:
-                await self.set_status(
-                    agent_id,
-                    "offline",
-                    None,
-                    actor=RESTART_CHECK,
-                    why=f"not confirmed by a desktop within {grace:g} s of a restart",
-                )
-            except Exception:
-                # Offline in memory all the same: no offer goes to someone who is not there.
-                log.exception("could not store agent %s offline", agent_id)
+    async def advance(self, now: float) -> None:
+        """Carry out what the router's deadlines due by `now` bring (offer timeouts,
+        wrap-up ends, relaxation, maximum waits): the timer's step, at `now`."""
+        effects = self.life.tick(now)
+        if effects:
+            await self._carry_out(effects)
+            self._changed()
 
     async def _supervisor_feed(self) -> None:
         while True:
@@ -670,20 +385,6 @@ class RoutingService:
 
     # --- helpers ------------------------------------------------------------------
 
-    def _changed(self) -> None:
-        self._supervisors_dirty = True
-        self._wake.set()
-
-    def _push_agent(self, agent_id: int) -> None:
-        if agent_id in self.agents:
-            self.notifier.agent_changed(agent_id, self.view.agent(agent_id, self.clock()))
-
-    def _port(self, channel: str) -> ChannelPort:
-        port = self.channels.port(channel)
-        if port is None:
-            raise RoutingError("routing.no_pbx", f"the {channel} channel is not connected")
-        return port
-
     async def _pop(self, info: ContactInfo) -> dict[str, Any]:
         try:
             return await self._read_pop(info)
@@ -695,13 +396,11 @@ class RoutingService:
             return {"customer": None, "interactions": [], "unavailable": True}
 
     async def _read_pop(self, info: ContactInfo) -> dict[str, Any]:
-        kind = self.channels.spec(info.channel).address_kind
         if info.customer_id is not None:
             pop = await self.screen_pops.by_customer_id(info.customer_id)
-        elif kind == "email" and info.address:
-            pop = await self.screen_pops.by_email(info.address)
         else:
-            pop = await self.screen_pops.by_phone(info.address or "")
+            kind = self.channels.spec(info.channel).address_kind
+            pop = await self.screen_pops.by_contact(kind, info.address)
         data = pop.to_json()
         # The timeline is the customer's past: not the contact being offered.
         data["interactions"] = [
@@ -718,35 +417,6 @@ class RoutingService:
                 raise
             return 0  # routed without the tier's bonus rather than not at all
         return int(self.router.policy.tier_priority.get(tier or "", 0))
-
-    def _record_status(self, agent_id: int, status: str, reason: str | None, at: float) -> None:
-        why = {"status": status, "reason": reason if status == "not_ready" else None}
-        self._record_event(LifeCycleEvent("status", as_stored(at), agent_id=agent_id, details=why))
-
-    def _record_event(self, event: LifeCycleEvent) -> None:
-        # The same event feeds the figures now and, read back, after a restart.
-        self.tally.apply(event)
-        self.writer.record(event)
-
-    def _reasons(self) -> list[str]:
-        # "supervisor" and "missed-offer" are the daemon's own reasons, always valid.
-        configured = list(self.config.routing.reason_codes)
-        return configured + [r for r in ("supervisor", "missed-offer") if r not in configured]
-
-    def _agent_info(self, agent_id: int) -> AgentInfo:
-        info = self.agents.get(agent_id)
-        if info is None:
-            raise RoutingError("routing.unknown_agent", "you are not set up as an agent")
-        return info
-
-
-# Each contact action and the capability its channel must declare for it.
-_ACTIONS = {
-    "hangup": Capability.HANGUP,
-    "hold": Capability.HOLD,
-    "unhold": Capability.HOLD,
-    "transfer": Capability.TRANSFER,
-}
 
 
 def _requeued(ix: Interaction, now: float) -> ContactQueued:

@@ -17,7 +17,9 @@ NonNegativeInt = Annotated[int, Field(ge=0)]
 SkillLevel = Annotated[int, Field(ge=1, le=10)]
 Name = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
 
-Channel = Literal["voice", "email", "sms", "chat"]
+# A channel's name: which ones exist is the channels' own declaration (the daemon's
+# configuration checks every name against them), never routing's.
+Channel = Annotated[str, Field(min_length=1, max_length=32, pattern=r"^[a-z][a-z0-9_-]*$")]
 Tier = Literal["bronze", "silver", "gold", "platinum"]
 
 
@@ -57,18 +59,13 @@ class QueueConfig(_Model):
     relaxation: list[RelaxationStep] = []
 
 
-class CapacityConfig(_Model):
-    voice: NonNegativeInt = 1
-    chat: NonNegativeInt = 3
-    email: NonNegativeInt = 5
-    sms: NonNegativeInt = 3
-
-
 class RoutingConfig(_Model):
     timezone: str = "Europe/London"
-    capacity: CapacityConfig = CapacityConfig()
-    # While an agent handles a contact on a key channel, no new contacts on the listed ones.
-    blocks: dict[Channel, list[Channel]] = {"voice": ["chat", "email", "sms"]}
+    # Contacts an agent holds at once per channel; a channel left out keeps its default.
+    capacity: dict[Channel, NonNegativeInt] = {}
+    # While an agent handles a contact on a key channel, no new contacts on the listed ones;
+    # left out: each exclusive channel (a call) blocks all the others.
+    blocks: dict[Channel, list[Channel]] | None = None
     wrap_up_seconds: NonNegativeInt = 30
     not_ready_after_missed: NonNegativeInt = 1
     short_abandon_seconds: NonNegativeInt = 5

@@ -22,4 +22,6 @@ VOICE = ChannelSpec(
     # The PBX knows its waiting callers: the adapter queues them again after a restart.
     restored_from_store=False,
     default_capacity=1,
+    # On a call, an agent takes no chat, email or SMS.
+    exclusive=True,
 )

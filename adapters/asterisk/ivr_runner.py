@@ -1,7 +1,7 @@
 """Runs an IVR flow for one call: the pure interpreter, driven through a caller port.
 
 The interpreter decides; this runner carries out each command with whatever speaks to
-the caller (a FastAGI channel on a real Asterisk, scripted keys on the simulated PBX),
+the caller (a FastAGI channel),
 looks customers up in the store, and on the way out records the path taken and what the
 caller keyed in on the interaction. A caller hanging up at any step ends the run cleanly.
 
@@ -190,6 +190,17 @@ async def hand_to_routing(
             ivr_inputs={"dnis": dnis, **outcome.inputs},
         )
     )
+
+
+async def record_ivr_path(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    interaction_id: int,
+    path: list[str],
+    inputs: dict[str, str],
+) -> None:
+    """A call queued without the daemon's IVR: the path and inputs the dialplan attached,
+    kept as a flow's would be. Never raises."""
+    await _record(sessionmaker, interaction_id, ivr_path=list(path), ivr_inputs=dict(inputs))
 
 
 async def record_ivr_end(

@@ -1,20 +1,25 @@
 """Asterisk behind the telephony port.
 
-FastAGI runs the IVR (`agi://daemon:4573/ivr/<flow>`); when a flow queues the call, the
-AGI session tags the channel with the interaction id and sends it to the holding context
-(music on hold) before handing it to routing. AMI carries the rest: the call tracker turns
-its events into contact events on the bus, and the port's commands become AMI actions.
-Delivery: Setvar of the agent's device on the caller's channel, then a Redirect into the
-agent context, which Dials it (contrib/asterisk/extensions_contact_center.conf); the
-caller goes back to the holding context when nobody answers, and the DialEnd that says so
-moves the offer on at once (a device that cannot be dialled raises no DialEnd: the
-dialplan's CcRingFailed user event does it). Hold from the desktop: a Redirect of both legs
-(caller to music on hold, agent to a silent wait), and unhold is a Bridge action joining
-them again; either side hanging up while held hangs up the other. Click-to-dial and spy
-are async Originates followed by their OriginateResponse. After every AMI login a resync
-closes calls that ended, queues again the known ones still waiting, and sends callers
-who came while the daemon was down (waiting untagged in the holding context) through the
-IVR.
+FastAGI runs the IVR (`agi://daemon:4573/ivr/<flow>`): the session tags the channel with
+the interaction id (CC_INTERACTION_ID) first; when the flow queues the call it sends it to
+the holding context (music on hold) before handing it to routing, and any other way out
+is named in CC_IVR_OUTCOME. A number that skips the IVR uses
+`agi://daemon:4573/queue/<queue>?priority=..&skill=name:level&step=..&input.name=..`
+(what a dialplan IVR of its own gathered: see adapters/asterisk/attached.py). AMI carries
+the rest: the call tracker turns its events into contact events on the bus, and the
+port's commands become AMI actions. Delivery: Setvar of the agent's device on the
+caller's channel, then a Redirect into the agent context, which Dials it
+(contrib/asterisk/extensions_contact_center.conf); the caller goes back to the holding
+context when nobody answers, and the DialEnd that says so moves the offer on at once (a
+device that cannot be dialled raises no DialEnd: the dialplan's CcRingFailed user event
+does it). The desktop's Accept answers the phone only where `pbx.remote_answer` says it
+can (a SIP NOTIFY `Event: talk`); otherwise the agent picks up the phone. Hold from the
+desktop: a Redirect of both legs (caller to music on hold, agent to a silent wait), and
+unhold is a Bridge action joining them again; either side hanging up while held hangs up
+the other. Click-to-dial and spy are async Originates followed by their
+OriginateResponse. After every AMI login a resync closes calls that ended, queues again
+the known ones still waiting, and sends callers who came while the daemon was down
+(waiting untagged in the holding context) through the IVR.
 """
 
 from __future__ import annotations
@@ -22,11 +27,12 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any
+from urllib.parse import unquote
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -36,17 +42,18 @@ from adapters.agi.codec import AgiEnvironment
 from adapters.agi.server import FastAgiServer, ListenError
 from adapters.ami.calls import TRACKED_EVENTS, CallTracker, TrackerConfig
 from adapters.ami.client import AmiActionRefused, AmiClient, AmiError, AmiNotConnected
-from adapters.ami.events import (
-    AgentNotAnswered,
-    CallAnswered,
-    CallEnded,
-    CallHeld,
-    CallStarted,
-    CallUnheld,
-)
 from adapters.ami.framing import AmiMessage
+from adapters.asterisk.attached import attached_request
+from adapters.asterisk.call_contacts import CallContacts, ContactEvent, TrackedCall
+from adapters.asterisk.channel import VOICE
 from adapters.asterisk.ivr import AgiCaller
-from adapters.asterisk.ivr_runner import IvrOutcome, hand_to_routing, record_ivr_end, run_flow
+from adapters.asterisk.ivr_runner import (
+    IvrOutcome,
+    hand_to_routing,
+    record_ivr_end,
+    record_ivr_path,
+    run_flow,
+)
 from adapters.asterisk.settings import PbxConfig
 from crm_store.fast_intake import SqliteIntake
 from crm_store.models import Interaction
@@ -55,15 +62,13 @@ from ivr_flows.model import Flow
 from routing import contact_request
 from routing.dialing import device_name, dial_string
 from routing.events import (
-    ContactAnswered,
     ContactEnded,
     ContactHeld,
     ContactQueued,
-    ContactRingFailed,
     ContactTransferred,
     ContactUnheld,
 )
-from routing.intake import open_contact
+from routing.intake import OpenedContact, open_contact
 from routing.ports import EventPublisher
 from routing.router import RoutingError
 from routing.telephony import TelephonyError
@@ -75,6 +80,7 @@ DEVICE_VAR = "CC_AGENT_DEVICE"
 RING_VAR = "CC_RING_SECONDS"
 UNHELD_VAR = "CC_UNHELD"  # set just before unhold's Bridge (see [cc-hold])
 DID_VAR = "CC_DID"  # the number the caller dialled, set by the inbound context
+OUTCOME_VAR = "CC_IVR_OUTCOME"  # how the IVR ended, when it did not queue the call
 TRANSFER_CONTEXT = "cc-transfer"
 OUTBOUND_CONTEXT = "cc-outbound"
 VOICEMAIL_CONTEXT = "cc-voicemail"
@@ -93,57 +99,10 @@ _ORIGINATE_REASONS = {
     "5": "was busy",
     "8": "was congested",
 }
-# A Dial the daemon cancelled itself (Redirect) or that the caller's hang-up ended: the
-# router already knows; any other failed DialEnd is the agent's phone not taking the call.
-_OWN_DIAL_ENDINGS = frozenset({"cancel"})
-
-
-@dataclass
-class _Call:
-    interaction_id: int
-    channel: str
-    uniqueid: str
-    ringing_agent: int | None = None
-    ringing_device: str | None = None
-    # The leg the tracked channel is connected to: the agent's for a call that came in,
-    # the customer's for a click-to-dial (whose tracked channel is the agent's phone).
-    agent_channel: str | None = None
-    outbound: bool = False
-    # The dialplan already sent the caller back to the holding context (Dial failed).
-    back_in_holding: bool = False
-    held: bool = False
-
-
-class PhoneControl(Protocol):
-    """Phones the daemon can work itself: only the simulated Asterisk's have this."""
-
-    def ringing(self, device: str) -> None:
-        """`device` is about to be rung for an offer."""
-
-    def answer(self, device: str) -> None:
-        """Pick up the ringing `device` (the desktop's Accept)."""
-
-
-class DirectQueueLike(Protocol):
-    """A simulated call whose IVR is already done."""
-
-    queue: str
-    priority: int
-    skills: dict[str, int]
-    ivr_path: list[str]
-    ivr_inputs: dict[str, str]
-
-
-class CallScriptLike(Protocol):
-    """What a simulated call does in its AGI session (adapters/simasterisk/controls.py)."""
-
-    flow: str | None
-    direct: DirectQueueLike | None
-    done: asyncio.Future[tuple[int, str]]
 
 
 class AsteriskPbx:
-    """The telephony port on a real Asterisk (or the simulated one)."""
+    """The telephony port on Asterisk, over AMI and FastAGI."""
 
     def __init__(
         self,
@@ -157,14 +116,9 @@ class AsteriskPbx:
         on_state: Callable[[str, str, str | None], None] | None = None,
         fast_intake: SqliteIntake | None = None,
         clock: Callable[[], float] = time.time,
-        phones: PhoneControl | None = None,
-        scripts: dict[str, CallScriptLike] | None = None,
+        ivr_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.fast_intake = fast_intake
-        # Both only with the simulated Asterisk: a real PBX's phones are answered by hand,
-        # and its callers choose their own way through the IVR.
-        self.phones = phones
-        self.scripts = scripts
         self.pbx = pbx
         self.bus = bus
         self.sessionmaker = sessionmaker
@@ -173,12 +127,17 @@ class AsteriskPbx:
         self.region = region
         self.on_state = on_state
         self.clock = clock
+        # The IVR's wall clock (opening hours), apart from event times; tests pin it.
+        self.ivr_clock = ivr_clock
         # The configured inbound context, besides the sample's (calls start there).
         contexts = TrackerConfig().inbound_contexts | {pbx.inbound_context}
         self.tracker = CallTracker(TrackerConfig(inbound_contexts=contexts))
-        self.calls: dict[int, _Call] = {}
-        self._by_call_id: dict[str, int] = {}
-        self._started: dict[str, CallStarted] = {}
+        # Which tracked call is which contact, and what its events mean (pure, shared
+        # with `contact-center replay`).
+        self.contacts = CallContacts()
+        # Set once ring_agent's actions are done: a remote answer must not reach the phone
+        # before the Dial does (a phone that is not ringing ignores it).
+        self._ring_sent: dict[int, asyncio.Event] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._spies = itertools.count(1)
         self.ami = AmiClient(
@@ -197,7 +156,7 @@ class AsteriskPbx:
         self.agi = FastAgiServer(
             pbx.agi.host,
             pbx.agi.port,
-            {"ivr": self._ivr_session},
+            {"ivr": self._ivr_session, "queue": self._queue_session},
             read_timeout=pbx.agi.read_timeout_seconds,
         )
 
@@ -222,53 +181,69 @@ class AsteriskPbx:
     # --- the IVR ------------------------------------------------------------------
 
     async def _ivr_session(self, env: AgiEnvironment, channel: AgiChannel) -> None:
-        script = (self.scripts or {}).get(env.get("agi_uniqueid", ""))
-        try:
-            await self._run_ivr(env, channel, script)
-        finally:
-            if script is not None and not script.done.done():
-                script.done.set_exception(
-                    TelephonyError("the IVR ended without a contact", "telephony.no_ivr")
-                )
-
-    async def _run_ivr(
-        self, env: AgiEnvironment, channel: AgiChannel, script: CallScriptLike | None
-    ) -> None:
-        name = (script.flow if script is not None else None) or env.subpath or self.default_flow
-        flow = self.flows.get(name)
-        if flow is None and (script is None or script.direct is None):
+        """`agi://daemon/ivr/<flow>`: the caller goes through an IVR flow."""
+        flow = self.flows.get(unquote(env.subpath) or self.default_flow)
+        if flow is None:
             await channel.verbose(f"no IVR flow {env.subpath!r}")
             await channel.hangup()
             return
+        opened = await self._open(env, channel)
+        outcome = await run_flow(
+            flow,
+            AgiCaller(channel),
+            caller_number=env.get("agi_callerid"),
+            interaction_id=opened.interaction_id,
+            sessionmaker=self.sessionmaker,
+            region=self.region,
+            clock=self.ivr_clock,
+        )
+        await self._leave_ivr(env, channel, opened, outcome)
+
+    async def _queue_session(self, env: AgiEnvironment, channel: AgiChannel) -> None:
+        """`agi://daemon/queue/<queue>?...`: a number that skips the IVR (or whose own
+        dialplan IVR already asked); the query says what it asks of routing."""
+        if not env.subpath:
+            await channel.verbose("no queue named in the AGI script")
+            await channel.hangup()
+            return
+        request = attached_request(unquote(env.subpath), env.query)
+        for problem in request.problems:
+            log.warning("FastAGI %s: %s (ignored)", env.network_script, problem)
+        opened = await self._open(env, channel)
+        await record_ivr_path(
+            self.sessionmaker, opened.interaction_id, request.path, request.inputs
+        )
+        await self._leave_ivr(env, channel, opened, request.outcome)
+
+    async def _open(self, env: AgiEnvironment, channel: AgiChannel) -> OpenedContact:
+        """The contact of a call that reached FastAGI, its channel tagged with its id."""
         caller = env.get("agi_callerid") or ""
         opened = await open_contact(
             self.sessionmaker,
-            channel="voice",
+            channel=VOICE.name,
             address=caller if caller and caller != "unknown" else None,
+            address_kind=VOICE.address_kind,
             region=self.region,
             external_id=env.get("agi_uniqueid"),
             at=self.clock(),
             fast=self.fast_intake,
         )
         self._link(opened.interaction_id, env.get("agi_channel", ""), env.get("agi_uniqueid", ""))
-        if script is not None and script.direct is not None:
-            outcome = _direct_outcome(script.direct)
-        else:
-            assert flow is not None
-            outcome = await run_flow(
-                flow,
-                AgiCaller(channel),
-                caller_number=caller,
-                interaction_id=opened.interaction_id,
-                sessionmaker=self.sessionmaker,
-                region=self.region,
-            )
-        if script is not None:
-            script.done.set_result((opened.interaction_id, outcome.outcome))
+        # First, so the dialplan (and whoever reads the channel) knows the interaction
+        # however the call leaves; a caller already gone is the IVR's to notice.
+        try:
+            await channel.set_variable(INTERACTION_VAR, str(opened.interaction_id))
+        except AgiError as exc:
+            log.info("interaction %s: could not tag its channel: %s", opened.interaction_id, exc)
+        return opened
+
+    async def _leave_ivr(
+        self, env: AgiEnvironment, channel: AgiChannel, opened: OpenedContact, outcome: IvrOutcome
+    ) -> None:
+        caller = env.get("agi_callerid") or ""
         command = outcome.command
         try:
             if isinstance(command, ivr.Queue):
-                await channel.set_variable(INTERACTION_VAR, str(opened.interaction_id))
                 await channel.continue_at(self.pbx.holding_context, "s")
                 await hand_to_routing(
                     self.bus,
@@ -289,11 +264,14 @@ class AsteriskPbx:
                 outcome,
                 datetime.fromtimestamp(self.clock(), UTC),
             )
+            if outcome.outcome == "caller_hangup":
+                return
+            await channel.set_variable(OUTCOME_VAR, outcome.outcome)
             if isinstance(command, ivr.Transfer):
                 await channel.continue_at(TRANSFER_CONTEXT, command.extension)
             elif isinstance(command, ivr.Voicemail):
                 await channel.continue_at(VOICEMAIL_CONTEXT, command.mailbox)
-            elif outcome.outcome != "caller_hangup":
+            else:
                 await channel.hangup()
         except AgiError as exc:
             log.warning("IVR of interaction %s ended early: %s", opened.interaction_id, exc)
@@ -344,12 +322,7 @@ class AsteriskPbx:
             # A DialEnd already moved the offer on (and maybe rang another device).
             if call.ringing_device is None or call.ringing_device.lower() != device.lower():
                 continue
-            self._ring_failed(
-                call,
-                AgentNotAnswered(
-                    call_id="", at=self.clock(), device=device, agent_channel="", reason=status
-                ),
-            )
+            self._publish(self.contacts.ring_failed(call, device, "", status, self.clock()))
 
     def _left_hold(self, channel: str) -> None:
         """One side of a held call hung up: the other is out of any bridge, in [cc-hold]'s
@@ -373,37 +346,14 @@ class AsteriskPbx:
             log.warning("could not hang up %s after the other side left hold: %s", channel, exc)
 
     def _domain(self, event: Any) -> None:
-        if isinstance(event, CallStarted):
-            self._started[event.call_id] = event
-            for known_id, known in self.calls.items():
-                if event.uniqueid == known.uniqueid or event.channel == known.channel:
-                    self._by_call_id[event.call_id] = known_id
-                    # A click-to-dial was linked by the Uniqueid we gave it, before its
-                    # channel had a name.
-                    known.channel = event.channel
-            return
-        found = self._by_call_id.get(event.call_id)
-        if found is None:
-            return
-        interaction_id = found
-        call = self.calls.get(interaction_id)
-        if isinstance(event, CallAnswered) and call is not None and call.ringing_agent:
-            call.agent_channel = event.agent_channel
-            self.bus.publish(ContactAnswered(interaction_id, call.ringing_agent, event.at))
-            # Answered once: a later bridge (a transfer's target) is not this agent's.
-            call.ringing_agent = call.ringing_device = None
-        elif isinstance(event, AgentNotAnswered) and call is not None:
-            self._ring_failed(call, event)
-        elif isinstance(event, CallHeld):
-            self.bus.publish(ContactHeld(interaction_id, event.at))
-        elif isinstance(event, CallUnheld):
-            self.bus.publish(ContactUnheld(interaction_id, event.at))
-        elif isinstance(event, CallEnded):
-            cause = event.cause_text or ("gone while disconnected" if event.resynced else "")
-            self.bus.publish(ContactEnded(interaction_id, event.at, cause or "hangup"))
-            self.calls.pop(interaction_id, None)
-            self._by_call_id.pop(event.call_id, None)
-            self._started.pop(event.call_id, None)
+        """A call-tracker event, as contact events on the bus (the shared mapping)."""
+        self._publish(self.contacts.feed(event))
+
+    def _publish(self, events: list[ContactEvent]) -> None:
+        for event in events:
+            if isinstance(event, ContactEnded):
+                self._ring_sent.pop(event.interaction_id, None)
+            self.bus.publish(event)
 
     async def _resync(self) -> None:
         """After every login: what exists now. Calls that ended meanwhile are closed, and
@@ -496,17 +446,6 @@ class AsteriskPbx:
         if requeue:
             log.info("%d waiting calls found on Asterisk and queued again", len(requeue))
 
-    def _ring_failed(self, call: _Call, event: AgentNotAnswered) -> None:
-        agent_id = call.ringing_agent
-        if agent_id is None or event.reason in _OWN_DIAL_ENDINGS:
-            return
-        if not _same_device(call.ringing_device, event.device, event.agent_channel):
-            return  # the end of an earlier agent's ring, already dealt with
-        # [cc-agents] sends the caller back to [cc-holding] after a failed Dial; the
-        # router's next move must not Redirect it there a second time.
-        call.ringing_agent, call.ringing_device, call.back_in_holding = None, None, True
-        self.bus.publish(ContactRingFailed(call.interaction_id, agent_id, event.at, event.reason))
-
     # --- the telephony port ---------------------------------------------------------
 
     async def ring_agent(
@@ -518,8 +457,7 @@ class AsteriskPbx:
         # Noted before the first action: the agent may accept (or the DialEnd come back)
         # while the actions are still on their way.
         call.ringing_agent, call.ringing_device, call.back_in_holding = agent_id, device, False
-        if self.phones is not None:
-            self.phones.ringing(device)
+        sent = self._ring_sent[interaction_id] = asyncio.Event()
         try:
             await self._action(
                 {
@@ -541,16 +479,33 @@ class AsteriskPbx:
         except TelephonyError:
             call.ringing_agent = call.ringing_device = None
             raise
+        finally:
+            sent.set()
 
     async def answer_for_agent(self, interaction_id: int, device: str) -> bool:
-        """Only the phone can answer a call on a real PBX (False: the agent picks it up);
-        a simulated one answers here."""
-        if self.phones is None:
-            return False
+        """The desktop's Accept: tell the ringing phone to answer (`pbx.remote_answer`).
+        False when the agent must pick it up: no remote answer configured, a device that
+        is not a PJSIP endpoint (Local/, a trunk), or Asterisk refused the NOTIFY."""
         call = self._call(interaction_id)
         if call.ringing_device is None or call.ringing_device.lower() != device.lower():
             raise TelephonyError(f"{device} is not ringing for {interaction_id}")
-        self.phones.answer(device)
+        endpoint = pjsip_endpoint(device)
+        if self.pbx.remote_answer == "none" or endpoint is None:
+            return False
+        # Accept can come while the ring's actions are still on their way (each is
+        # bounded by the AMI action timeout, and ring_agent always sets this).
+        sent = self._ring_sent.get(interaction_id)
+        if sent is not None:
+            await sent.wait()
+        if call.ringing_device is None:
+            return False  # the ring could not be sent, or was answered meanwhile
+        try:
+            await self._action(
+                {"Action": "PJSIPNotify", "Endpoint": endpoint, "Variable": "Event=talk"}
+            )
+        except TelephonyError as exc:
+            log.warning("remote answer of %s refused (%s): the agent picks up", device, exc)
+            return False
         return True
 
     async def return_to_waiting(self, interaction_id: int) -> None:
@@ -692,24 +647,25 @@ class AsteriskPbx:
 
     # --- helpers --------------------------------------------------------------------
 
+    @property
+    def calls(self) -> dict[int, TrackedCall]:
+        """The calls the daemon handles as contacts, by interaction id."""
+        return self.contacts.calls
+
     def _link(self, interaction_id: int, channel: str, uniqueid: str) -> None:
-        self.calls[interaction_id] = _Call(interaction_id, channel, uniqueid)
-        for call_id, started in self._started.items():
-            if started.uniqueid == uniqueid or started.channel == channel:
-                self._by_call_id[call_id] = interaction_id
+        self.contacts.link(interaction_id, channel, uniqueid)
 
     def _forget(self, interaction_id: int) -> None:
-        self.calls.pop(interaction_id, None)
-        for call_id in [c for c, i in self._by_call_id.items() if i == interaction_id]:
-            del self._by_call_id[call_id]
+        self.contacts.forget(interaction_id)
+        self._ring_sent.pop(interaction_id, None)
 
-    def _call(self, interaction_id: int) -> _Call:
+    def _call(self, interaction_id: int) -> TrackedCall:
         call = self.calls.get(interaction_id)
         if call is None:
             raise TelephonyError(f"no call {interaction_id} on Asterisk", "telephony.no_call")
         return call
 
-    def _connected(self, interaction_id: int) -> _Call:
+    def _connected(self, interaction_id: int) -> TrackedCall:
         call = self._call(interaction_id)
         if call.agent_channel is None:
             raise TelephonyError(
@@ -717,7 +673,7 @@ class AsteriskPbx:
             )
         return call
 
-    async def _redirect(self, call: _Call, context: str, extension: str) -> None:
+    async def _redirect(self, call: TrackedCall, context: str, extension: str) -> None:
         await self._action(
             {
                 "Action": "Redirect",
@@ -752,22 +708,7 @@ def _checked(check: Callable[[str], str], value: str) -> str:
         raise TelephonyError(exc.message, exc.error_id) from None
 
 
-def _direct_outcome(direct: DirectQueueLike) -> IvrOutcome:
-    """A simulated call placed straight into a queue, as if its IVR had queued it."""
-    return IvrOutcome(
-        outcome="queued",
-        command=ivr.Queue(direct.queue, dict(direct.skills), direct.priority, {}),
-        path=list(direct.ivr_path),
-        inputs=dict(direct.ivr_inputs),
-        skills=dict(direct.skills),
-        priority=direct.priority,
-        language=None,
-        customer_id=None,
-        tier=None,
-    )
-
-
-def _legs(call: _Call) -> tuple[str, str]:
+def _legs(call: TrackedCall) -> tuple[str, str]:
     """(customer's leg, agent's leg) of a connected call."""
     assert call.agent_channel is not None
     if call.outbound:
@@ -775,10 +716,11 @@ def _legs(call: _Call) -> tuple[str, str]:
     return call.channel, call.agent_channel
 
 
-def _same_device(ringing: str | None, device: str, agent_channel: str) -> bool:
-    """Does this failed leg belong to the device we rang? `PJSIP/1001` rings as
-    `PJSIP/1001-0000002a`; Asterisk keeps the technology's case, people may not."""
-    if ringing is None:
-        return False
-    wanted = ringing.lower()
-    return device.lower() == wanted or agent_channel.lower().startswith(wanted + "-")
+_PJSIP_ENDPOINT = re.compile(r"^pjsip/([A-Za-z0-9_.+-]+)$", re.IGNORECASE)
+
+
+def pjsip_endpoint(device: str) -> str | None:
+    """The PJSIP endpoint a device dials (`PJSIP/1001` -> `1001`), or None when it is not
+    one endpoint (a Local/ channel, a trunk's `PJSIP/number@trunk`, several devices)."""
+    match = _PJSIP_ENDPOINT.match(device)
+    return match.group(1) if match else None

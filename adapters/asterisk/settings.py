@@ -1,5 +1,6 @@
-"""The Asterisk adapter's settings: the `pbx` section of config.yaml (AMI, FastAGI,
-the contexts of the sample dialplan, the simulated Asterisk's traffic)."""
+"""The Asterisk adapter's settings, from the `pbx` section of config.yaml: AMI, FastAGI,
+the contexts of the sample dialplan, remote answer. (`pbx.mode` and the rest of the
+section are contact_center/config.py's.)"""
 
 from __future__ import annotations
 
@@ -30,23 +31,12 @@ class AgiConfig(_Model):
     read_timeout_seconds: PositiveFloat = 30.0
 
 
-class SimulatorConfig(_Model):
-    # Calls the simulated PBX places by itself (0: only those placed from the wallboard
-    # or the API). Callers are the CRM's customers and unknown numbers.
-    calls_per_hour: Annotated[float, Field(ge=0, le=36_000)] = 0
-    unknown_share: Annotated[float, Field(ge=0, le=1)] = 0.3
-    # What callers key at the IVR's menus, in order: key -> weight.
-    menus: list[dict[str, PositiveFloat]] = [{"1": 0.3, "2": 0.6, "3": 0.1}]
-    talk_seconds: tuple[PositiveFloat, PositiveFloat] = (30.0, 180.0)
-    # Mean seconds a caller waits for an agent before hanging up (abandons).
-    patience_seconds: PositiveFloat = 120.0
-
-
 class PbxConfig(_Model):
-    # simulated: a simulated Asterisk on loopback, driven over AMI and FastAGI like a real
-    # one (the demo); asterisk: a real one; simulated-inprocess: calls that exist only in
-    # the daemon (fast; for tests and benchmarks of what lies above the PBX).
-    mode: Literal["simulated", "asterisk", "simulated-inprocess", "off"] = "simulated"
+    # What the desktop's Accept does to the ringing phone. none: nothing (the agent picks
+    # up the phone); pjsip-talk: AMI PJSIPNotify to the device's PJSIP endpoint with
+    # `Event: talk`, which desk phones that allow remote control (Yealink, Polycom, Snom,
+    # Cisco) take as "answer".
+    remote_answer: Literal["none", "pjsip-talk"] = "none"
     ami: AmiConfig = AmiConfig()
     agi: AgiConfig = AgiConfig()
     # Asterisk context where inbound calls enter (the call tracker starts calls there).
@@ -54,4 +44,3 @@ class PbxConfig(_Model):
     # Asterisk context where waiting callers hear music on hold.
     holding_context: str = "cc-holding"
     agent_context: str = "cc-agents"
-    simulator: SimulatorConfig = SimulatorConfig()

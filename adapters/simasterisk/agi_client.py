@@ -39,6 +39,9 @@ class AgiHost(Protocol):
     def apply(self, outcome: Outcome) -> None:
         """Send the outcome's events and carry out its effects."""
 
+    def variable_set(self, uniqueid: str, name: str, value: str) -> None:
+        """The server set a variable on the channel."""
+
 
 def split_command(line: str) -> list[str]:
     """Words as Asterisk's parse_args reads them: blanks split, `"` groups, `\\` escapes."""
@@ -85,7 +88,10 @@ class AgiSession:
         self.prompt_seconds = prompt_seconds
         self.timeout_scale = timeout_scale
         self.commands: list[str] = []
+        # What the server set with SET VARIABLE (CC_INTERACTION_ID, CC_IVR_OUTCOME...).
+        self.variables: dict[str, str] = {}
         self.dead = False
+        self.caller_left = False  # the caller hung up (not the server's HANGUP)
         self._gone = asyncio.Event()
         self._writer: asyncio.StreamWriter | None = None
         self._busy = False
@@ -94,7 +100,7 @@ class AgiSession:
         """The channel hung up: tell the server now if it is between commands."""
         if self.dead:
             return
-        self.dead = True
+        self.dead = self.caller_left = True
         self._gone.set()
         if not self._busy:
             self._write("HANGUP")
@@ -155,6 +161,7 @@ class AgiSession:
         return not self.dead
 
     def _caller_hangs_up(self) -> None:
+        self.caller_left = True
         model = self.host.model
         self.host.apply(model.remote_hangup(self.uniqueid, self.host.clock()))
 
@@ -178,7 +185,9 @@ class AgiSession:
         if upper[:2] == ["SAY", "DIGITS"] or upper[:2] == ["SAY", "NUMBER"]:
             return ["200 result=0"]
         if upper[:2] == ["SET", "VARIABLE"] and len(words) >= 4:
+            self.variables[words[2]] = words[3]
             self.host.apply(model.agi_set_variable(self.uniqueid, words[2], words[3]))
+            self.host.variable_set(self.uniqueid, words[2], words[3])
             return ["200 result=1"]
         if upper[:2] == ["GET", "VARIABLE"] and len(words) >= 3:
             value = model.getvar(model.get(self.uniqueid), words[2])

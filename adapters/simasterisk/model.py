@@ -105,6 +105,7 @@ class Ring:
     uniqueid: str
     device: str
     caller_number: str
+    context: str = ""  # where the Dial ran (an Originate has none)
 
 
 @dataclass(frozen=True, slots=True)
@@ -773,7 +774,7 @@ class Model:
         self._event(out, "NewConnectedLine", leg)
         out.events.append(self._pair("DialBegin", caller, leg, DialString=resource))
         caller.dialing, leg.dialed_by = leg.uniqueid, caller.uniqueid
-        out.effects.append(Ring(leg.uniqueid, target, caller.cid_num))
+        out.effects.append(Ring(leg.uniqueid, target, caller.cid_num, caller.context))
         if timeout:
             out.effects.append(Timer(caller.uniqueid, timeout, caller.gen))
         return False

@@ -36,11 +36,16 @@ EXTERNAL = PhonePolicy(answer_after=1.0, talk_seconds=None)
 
 @dataclass(slots=True)
 class Phones:
-    """Policies by device name (case-insensitive, as Asterisk matches endpoints)."""
+    """Policies by device name (case-insensitive, as Asterisk matches endpoints).
+
+    agents: the policy of a device the dialplan's agent context dials (an agent's
+    phone) that has none of its own; None: such devices use the default too.
+    """
 
     default: PhonePolicy = EXTERNAL
     policies: dict[str, PhonePolicy] = field(default_factory=dict)
     rings: dict[str, int] = field(default_factory=dict)
+    agents: PhonePolicy | None = None
 
     def set(self, device: str, policy: PhonePolicy) -> None:
         """Give `device` a policy."""
@@ -50,8 +55,10 @@ class Phones:
         """The policy of `device` (or the default)."""
         return self.policies.get(device.lower(), self.default)
 
-    def rang(self, device: str) -> PhonePolicy:
-        """Count a ring and return the device's policy."""
+    def rang(self, device: str, *, agent: bool = False) -> PhonePolicy:
+        """Count a ring and return the device's policy (`agent`: an agent's phone)."""
         key = device.lower()
         self.rings[key] = self.rings.get(key, 0) + 1
+        if agent and self.agents is not None and key not in self.policies:
+            return self.agents
         return self.policy(device)

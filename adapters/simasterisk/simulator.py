@@ -2,7 +2,11 @@
 
 The shell around the pure model: it arms the timers the model asks for, rings the
 simulated phones, runs an AGI session per call against the daemon's FastAGI server, and
-sends every event to the AMI sessions. Use it for demos, tests and load:
+sends every event to the AMI sessions. It learns what the daemon did only as a real
+Asterisk would: the channel variables it sets (CC_INTERACTION_ID, CC_IVR_OUTCOME), the
+Dials its dialplan runs (a Dial from the agent context rings an agent's phone), and the
+actions it sends (PJSIPNotify `Event: talk` answers a ringing phone). Use it for demos,
+tests and load:
 
     sim = SimulatedAsterisk(ami_port=0, agi_address=("127.0.0.1", 4573))
     await sim.start()
@@ -21,6 +25,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from adapters.simasterisk import dialplan as dialplan_module
 from adapters.simasterisk.agi_client import AgiSession
@@ -39,6 +44,10 @@ from adapters.simasterisk.model import (
 from adapters.simasterisk.phones import CALLER, PhonePolicy, Phones
 
 log = logging.getLogger(__name__)
+
+# Channel variables the daemon's FastAGI sets (the sample dialplan's contract with it).
+INTERACTION_VAR = "CC_INTERACTION_ID"
+OUTCOME_VAR = "CC_IVR_OUTCOME"
 
 
 @dataclass(slots=True)
@@ -62,7 +71,14 @@ class SimCall:
     ended_at: float | None = None
     cause: int | None = None
     abandoned: bool = False  # the caller gave up before talking to anyone
-    interaction_id: int | None = None  # the daemon's, once its IVR took the call
+    # The FastAGI script to run instead of the dialplan's (`ivr/sales`, `queue/billing?..`),
+    # as if the number dialled had its own AGI() line.
+    agi_script: str | None = None
+    interaction_id: int | None = None  # the daemon's, from CC_INTERACTION_ID
+    # How the IVR ended: CC_IVR_OUTCOME when the daemon set it; else "queued" (it tagged
+    # the call and sent it on to wait) or "caller_hangup"; None when no IVR took the call.
+    ivr_outcome: str | None = None
+    left_ivr: asyncio.Event = field(default_factory=asyncio.Event)
     ended: asyncio.Event = field(default_factory=asyncio.Event)
 
 
@@ -85,6 +101,7 @@ class SimulatedAsterisk:
         prompt_seconds: float = 0.0,
         timeout_scale: float = 1.0,
         first_sequence: int = 0,
+        agent_context: str = "cc-agents",
     ) -> None:
         plan = dialplan_module.load(dialplan_path or dialplan_module.SAMPLE)
         self.model = Model(plan, agi_address=agi_address, seed=seed, first_sequence=first_sequence)
@@ -92,6 +109,11 @@ class SimulatedAsterisk:
         self.phones = phones or Phones()
         self.prompt_seconds = prompt_seconds
         self.timeout_scale = timeout_scale
+        self.agent_context = agent_context
+        # Every PJSIPNotify received: (endpoint or channel, its Variable headers).
+        self.notifies: list[tuple[str, list[str]]] = []
+        # The PJSIP endpoints configured (pjsip.conf), lower case; None: any name is one.
+        self.endpoints: set[str] | None = None
         self.ami = AmiServer(
             self,
             host=ami_host,
@@ -158,17 +180,20 @@ class SimulatedAsterisk:
         patience: float | None = None,
         talk_seconds: float | None = None,
         hangup_by: str | None = None,
+        agi_script: str | None = None,
     ) -> SimCall:
         """A call from `number` to `did` arrives on the trunk.
 
         digits: what the caller keys, one entry per GET DATA ("hangup" hangs up there);
         patience: seconds after which a caller not yet talking to an agent hangs up;
-        talk_seconds / hangup_by: override the answering phone's policy for this call.
+        talk_seconds / hangup_by: override the answering phone's policy for this call;
+        agi_script: the FastAGI script its AGI() runs instead of the dialplan's.
         """
         now = self.clock()
         call = SimCall(
             number, did, name, list(digits), patience, talk_seconds, hangup_by, placed_at=now
         )
+        call.agi_script = agi_script
         channel, outcome = self.model.inbound(number, name, did, now)
         call.uniqueid, call.channel = channel.uniqueid, channel.name
         self.calls[call.uniqueid] = call
@@ -232,6 +257,8 @@ class SimulatedAsterisk:
     def _start_agi(self, effect: StartAgi) -> None:
         call = self.calls.get(effect.uniqueid)
         keys = call.digits if call is not None else []
+        if call is not None and call.agi_script is not None:
+            effect = _with_script(effect, call.agi_script)
         session = AgiSession(
             self,
             effect,
@@ -254,9 +281,20 @@ class SimulatedAsterisk:
         finally:
             if self.agi_sessions.get(session.uniqueid) is session:
                 del self.agi_sessions[session.uniqueid]
+            call = self.calls.get(session.uniqueid)
+            if call is not None and not call.left_ivr.is_set():
+                call.ivr_outcome = _ivr_outcome(session, call.interaction_id)
+                call.left_ivr.set()
+
+    def variable_set(self, uniqueid: str, name: str, value: str) -> None:
+        """The daemon set a variable on a channel (AGI SET VARIABLE or AMI Setvar)."""
+        call = self.calls.get(uniqueid)
+        if call is not None and name == INTERACTION_VAR and value.isdigit():
+            call.interaction_id = int(value)
 
     def _ring(self, effect: Ring) -> None:
-        policy = self.phones.rang(effect.device)
+        agent = bool(effect.context) and effect.context == self.agent_context
+        policy = self.phones.rang(effect.device, agent=agent)
         uid = effect.uniqueid
         self._later(policy.ring_delay, lambda: self.apply(self.model.ringing(uid, self.clock())))
         if policy.busy:
@@ -322,6 +360,9 @@ class SimulatedAsterisk:
                 outcome = model.setvar(
                     action.get("Channel"), action.get("Variable"), action.get("Value")
                 )
+                found = model.by_name(action.get("Channel")) if action.get("Channel") else None
+                if found is not None:
+                    self.variable_set(found.uniqueid, action.get("Variable"), action.get("Value"))
                 return ActionResult(response(action, Message="Variable Set"), outcome=outcome)
             if name == "getvar":
                 channel = action.get("Channel")
@@ -348,6 +389,8 @@ class SimulatedAsterisk:
                 return ActionResult(response(action, Message="Channel Hungup"), outcome=outcome)
             if name == "originate":
                 return await self._originate(action, now)
+            if name == "pjsipnotify":
+                return self._notify(action, now)
         except ModelError as exc:
             return ActionResult(error(action, str(exc)))
         return None
@@ -372,6 +415,41 @@ class SimulatedAsterisk:
         outcome = self.model.redirect(moves, now)
         message = "Dual Redirect successful" if extra else "Redirect successful"
         return ActionResult(response(action, Message=message), outcome=outcome)
+
+    def _notify(self, action: Action, now: float) -> ActionResult:
+        """PJSIPNotify (res_pjsip_notify): a NOTIFY to an endpoint, a URI or inside a
+        channel's dialog. Every phone here honours `Event: talk` (remote answer): the
+        one ringing picks up; a phone that is not ringing ignores it, as a real one does."""
+        endpoint, uri, channel = action.get("Endpoint"), action.get("URI"), action.get("Channel")
+        if sum(1 for target in (endpoint, uri, channel) if target) != 1:
+            return ActionResult(
+                error(action, "PJSIPNotify requires an endpoint name, a SIP URI or a channel.")
+            )
+        variables = action.all("Variable") or [v for v in [action.get("Variable")] if v]
+        if not variables and not action.get("Option"):
+            return ActionResult(error(action, "PJSIPNotify requires an Option or a Variable."))
+        legs = []
+        if channel:
+            found = self.model.by_name(channel)
+            if found is None or found.tech.upper() != "PJSIP":
+                return ActionResult(error(action, f"Unable to find channel {channel}"))
+            legs = [found]
+        elif endpoint:
+            name = endpoint.split("/", 1)[1] if "/" in endpoint else endpoint
+            if self.endpoints is not None and name.lower() not in self.endpoints:
+                return ActionResult(error(action, f"Unable to retrieve endpoint {name}"))
+            device = f"pjsip/{name}".lower()
+            legs = [c for c in self.model.channels.values() if c.device.lower() == device]
+        self.notifies.append((endpoint or uri or channel, list(variables)))
+        outcome = None
+        talk = any(
+            key.strip().lower() == "event" and value.strip().lower() == "talk"
+            for key, _, value in (v.partition("=") for v in variables)
+        )
+        ringing = [c for c in legs if c.state != 6 and (c.dialed_by or c.originate)]
+        if talk and ringing:
+            outcome = self.model.answer(ringing[0].uniqueid, now)
+        return ActionResult(response(action, Message="NOTIFY sent"), outcome=outcome)
 
     async def _originate(self, action: Action, now: float) -> ActionResult:
         variables: dict[str, str] = {}
@@ -433,3 +511,24 @@ class SimulatedAsterisk:
                 return True
             await asyncio.sleep(0.05)
         return False
+
+
+def _ivr_outcome(session: AgiSession, interaction_id: int | None) -> str | None:
+    """How the daemon's IVR ended, from what it did to the channel."""
+    if interaction_id is None:
+        return None
+    if OUTCOME_VAR in session.variables:
+        return session.variables[OUTCOME_VAR]
+    return "caller_hangup" if session.caller_left else "queued"
+
+
+def _with_script(effect: StartAgi, script: str) -> StartAgi:
+    """The same AGI() with another FastAGI script (path and query)."""
+    env = []
+    for key, value in effect.env:
+        if key == "agi_network_script":
+            value = script
+        elif key == "agi_request":
+            value = f"agi://{urlsplit(value).netloc}/{script}"
+        env.append((key, value))
+    return StartAgi(effect.uniqueid, effect.host, effect.port, env)

@@ -4,7 +4,9 @@ A user disabled (or given a new password or role) through this daemon's API lose
 sessions there and then. `contact-center users disable` and a second daemon on the same
 database are other processes: all they change is `users.sessions_valid_after`. So every
 daemon polls that column (one index range scan a second, none while nobody is logged in)
-and ends the sessions made under an older value, and closes the user's sockets.
+and ends the sessions made under an older value, and closes the user's sockets. With
+`web.sessions: store` every look-up refuses such sessions at once; the poll is then what
+closes this daemon's sockets of the user.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime, timedelta
 from typing import Protocol
@@ -58,7 +61,7 @@ async def revoke_voided(daemon: DaemonParts, now: datetime) -> set[int]:
         return set()
     async with daemon.sessionmaker() as db:
         rows = await users.sessions_voided_since(db, now - LOOK_BACK)
-    ended = daemon.sessions.revoke_stale({uid: (active, at) for uid, active, at in rows})
+    ended = await daemon.sessions.revoke_stale({uid: (active, at) for uid, active, at in rows})
     for user_id in sorted(ended):
         sockets = daemon.hub.end_user(user_id)
         log.info(
@@ -86,15 +89,39 @@ async def watch(daemon: DaemonParts, interval: float = POLL_SECONDS) -> None:
             failing = False
 
 
+async def upkeep(sessions: SessionStore, interval: float = POLL_SECONDS) -> None:
+    """The session store's upkeep (expired rows, "last seen") until cancelled; its own
+    task, so a slow write there never delays the revocation watch."""
+    failing = False
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            await sessions.maintain(time.time())
+        except Exception as exc:  # the upkeep must outlive any one failure
+            if not failing:
+                log.warning("cannot tidy the login sessions: %s", exc, exc_info=True)
+            failing = True
+        else:
+            if failing:
+                log.info("tidying the login sessions again")
+            failing = False
+
+
 def component(daemon: DaemonParts) -> Callable[[web.Application], AsyncIterator[None]]:
-    """Run the revocation watch; on stop, also stop the password-hash threads."""
+    """Run the revocation watch and the sessions' upkeep; on stop, also stop the
+    password-hash threads."""
 
     async def ctx(_app: web.Application) -> AsyncIterator[None]:
-        task = asyncio.create_task(watch(daemon), name="session-revocation")
+        tasks = [
+            asyncio.create_task(watch(daemon), name="session-revocation"),
+            asyncio.create_task(upkeep(daemon.sessions), name="session-upkeep"),
+        ]
         yield
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         daemon.login_gate.close()
 
     return ctx

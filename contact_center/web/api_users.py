@@ -55,9 +55,9 @@ async def _sync_routing(request: web.Request, user_id: int) -> None:
         await routing.sync_user(user_id)
 
 
-def _end_sessions(request: web.Request, user_id: int) -> None:
+async def _end_sessions(request: web.Request, user_id: int) -> None:
     daemon = request.app[DAEMON]
-    daemon.sessions.revoke_user(user_id)
+    await daemon.sessions.revoke_user(user_id)
     daemon.hub.end_user(user_id)
 
 
@@ -90,7 +90,7 @@ async def update(request: web.Request) -> web.Response:
         )
         payload = user_json(user)
     if "role" in fields:
-        _end_sessions(request, payload["id"])
+        await _end_sessions(request, payload["id"])
     await _sync_routing(request, payload["id"])
     return web.json_response(payload)
 
@@ -102,7 +102,7 @@ async def _set_active(request: web.Request, active: bool) -> web.Response:
         )
         payload = user_json(user)
     if not active:
-        _end_sessions(request, payload["id"])
+        await _end_sessions(request, payload["id"])
     await _sync_routing(request, payload["id"])
     return web.json_response(payload)
 
@@ -125,7 +125,7 @@ async def set_password(request: web.Request) -> web.Response:
             db, request.match_info["username"], body.password, actor=actor_of(request)
         )
         payload = user_json(user)
-    _end_sessions(request, payload["id"])
+    await _end_sessions(request, payload["id"])
     return web.json_response(payload)
 
 

@@ -67,7 +67,8 @@ async def auth_middleware(
         # Unmatched paths (404/405) and public routes.
         return await handler(request)
     daemon = request.app[DAEMON]
-    session = daemon.sessions.get(request.cookies.get(COOKIE_NAME), time.time())
+    # A store outage here is a 503 (error_middleware), like any other read.
+    session = await daemon.sessions.get(request.cookies.get(COOKIE_NAME), time.time())
     spec = route_spec(route)
     if session is None:
         if spec is not None and spec.page:
@@ -166,7 +167,7 @@ async def login(request: web.Request) -> web.Response:
         log.info("failed login for %r from %s", body.username[:64], address)
         raise ApiError(401, "auth.invalid_credentials", "wrong username or password")
     limiter.succeeded(body.username, address, now)
-    session = daemon.sessions.create(
+    session = await daemon.sessions.create(
         user_id=record.id,
         username=record.username,
         display_name=record.display_name,
@@ -196,8 +197,8 @@ async def logout(request: web.Request) -> web.Response:
     """End this browser's session."""
     session = current_session(request)
     daemon = request.app[DAEMON]
-    daemon.sessions.revoke(session.token)
-    if not any(s.user_id == session.user_id for s in daemon.sessions.live(time.time())):
+    await daemon.sessions.revoke(session.token)
+    if not await daemon.sessions.has_sessions(session.user_id, time.time()):
         daemon.hub.end_user(session.user_id)
     response = web.json_response({"logged_out": True})
     response.del_cookie(COOKIE_NAME, path="/")

@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 
 from aiohttp import WSMsgType, web
 
+from contact_center.auth.sessions import COOKIE_NAME
 from contact_center.keys import DAEMON
 from contact_center.web.context import current_session
 from contact_center.web.errors import ApiError, parse_json, translate_error
@@ -129,9 +130,21 @@ async def _serve(request: web.Request, kind: str) -> web.StreamResponse:
             elif message.type == WSMsgType.ERROR:
                 break
     finally:
+        _drop_heartbeat_callback(request)
         hub.disconnect(client)
         await writer
     return ws
+
+
+def _drop_heartbeat_callback(request: web.Request) -> None:
+    # aiohttp (3.14) leaves the socket's heartbeat callback on the connection's protocol
+    # when the socket ends: protocol -> ws -> request -> protocol, a cycle of ~30 objects
+    # only a full collection frees. The daemon freezes long-lived objects out of the
+    # collector's way (contact_center/heap.py), so the cycle would stay until the next
+    # compaction: with no callback left, reference counting frees the socket at once.
+    protocol = request.protocol
+    if getattr(protocol, "_data_received_cb", None) is not None:
+        protocol._data_received_cb = None
 
 
 async def _handle(request: web.Request, context: WsContext, data: str) -> dict[str, Any]:
@@ -147,7 +160,14 @@ async def _handle(request: web.Request, context: WsContext, data: str) -> dict[s
             None, "request.invalid", f"id: a number or a text of at most {MAX_ID_CHARS} characters"
         )
     daemon = request.app[DAEMON]
-    cookie_session = daemon.sessions.get(request.cookies.get("cc_session"), time.time())
+    try:
+        cookie_session = await daemon.sessions.get(request.cookies.get(COOKIE_NAME), time.time())
+    except Exception as exc:
+        # The sessions' store is down: this message fails, the socket stays.
+        api = translate_error(exc)
+        if api is None:
+            raise
+        return _error(ref, api.error_id, api.message, api.status)
     if cookie_session is None:
         # Logged out or expired since the socket opened: stop serving it.
         await context.client.ws.close(code=4001, message=b"session ended")

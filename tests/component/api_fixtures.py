@@ -29,7 +29,7 @@ def config_for(tmp_path: Path, **sections: Any) -> Any:
     """The shipped config.yaml (queues, skills, routing) on a fresh SQLite file."""
     raw: dict[str, Any] = yaml.safe_load(SHIPPED_CONFIG.read_text())
     raw["database"] = {"url": f"sqlite+aiosqlite:///{tmp_path}/cc.db"}
-    raw["pbx"] = {"mode": "simulated-inprocess"}
+    raw["pbx"] = {"mode": "simulated"}
     raw.update(sections)
     return parse_config(raw, {})
 

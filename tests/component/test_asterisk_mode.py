@@ -77,17 +77,17 @@ async def test_ivr_over_fastagi_then_ring_through_ami(tmp_path: Path, fast_hashe
         commands = await fake_asterisk_agi(
             asterisk.agi.port,
             [
+                b"200 result=1\n",  # SET VARIABLE CC_INTERACTION_ID (the channel's tag first)
                 b"200 result=0 endpos=1000\n",  # STREAM FILE welcome
                 b"200 result=1\n",  # GET DATA menu -> "1"
-                b"200 result=1\n",  # SET VARIABLE CC_INTERACTION_ID
                 b"200 result=0\n",  # SET CONTEXT
                 b"200 result=0\n",  # SET EXTENSION
                 b"200 result=0\n",  # SET PRIORITY
             ],
         )
-        assert commands[0] == 'STREAM FILE welcome ""'
-        assert commands[1].startswith("GET DATA menu")
-        assert commands[2].startswith("SET VARIABLE CC_INTERACTION_ID")
+        assert commands[0].startswith("SET VARIABLE CC_INTERACTION_ID")
+        assert commands[1] == 'STREAM FILE welcome ""'
+        assert commands[2].startswith("GET DATA menu")
         assert commands[3:] == ["SET CONTEXT cc-holding", "SET EXTENSION s", "SET PRIORITY 1"]
 
         for _ in range(100):
@@ -226,7 +226,9 @@ async def test_unanswered_ring_sends_the_caller_back_to_wait(
         await daemon.routing.set_status(agent.id, "ready", None, actor=_actor(agent.id))
         await fake_asterisk_agi(
             asterisk.agi.port,
-            [b"200 result=0 endpos=1000\n", b"200 result=1\n"] + [b"200 result=0\n"] * 4,
+            # SET VARIABLE, STREAM FILE, GET DATA "1", SET CONTEXT/EXTENSION/PRIORITY.
+            [b"200 result=1\n", b"200 result=0 endpos=1000\n", b"200 result=1\n"]
+            + [b"200 result=0\n"] * 3,
         )
         for _ in range(100):
             redirects = [b for b in ami.received_blocks if b.startswith("Action: Redirect")]

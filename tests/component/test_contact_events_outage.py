@@ -63,4 +63,4 @@ async def test_events_of_a_call_during_a_write_lock_are_stored_after_it(api: Api
         "wrap_up_ended",
     ]
     assert {e.agent_id for e in stored[1:]} == {api.user_ids["agent"]}
-    assert stored[3].details == {"cause": "agent hung up"}
+    assert stored[3].details == {"cause": "Normal Clearing"}  # as Asterisk reported it

@@ -105,7 +105,7 @@ async def test_call_offered_with_pop_answered_held_ended_and_wrapped_up(api: Api
     assert stored["answered_at"] and stored["ended_at"] and stored["offered_at"]
     assert stored["routing"]["queue"] == "support"
     assert stored["ivr_inputs"]["menu"] == "2"
-    assert stored["end_cause"] == "agent hung up"
+    assert stored["end_cause"] == "Normal Clearing"  # as Asterisk reports the hang-up
     figures = await (await supervisor.get("/api/v1/queues")).json()
     support = next(q for q in figures["queues"] if q["name"] == "support")
     assert support["windows"]["today"]["answered"] == 1
@@ -145,7 +145,9 @@ async def test_rejected_offer_waits_again_and_a_hang_up_is_an_abandon(api: Api) 
     assert support["waiting"] == 0
     await api.app[DAEMON].routing.writer.flush()  # type: ignore[union-attr]
     stored = await (await supervisor.get(f"/api/v1/interactions/{interaction_id}")).json()
-    assert stored["end_cause"] == "abandoned"
+    # Abandoned: ended without an answer, with the cause Asterisk reported.
+    assert stored["ended_at"] and stored["answered_at"] is None
+    assert stored["end_cause"] == "Normal Clearing"
 
 
 async def test_bad_requests_get_clear_errors(api: Api) -> None:
@@ -207,6 +209,7 @@ async def test_statuses_and_waiting_digital_contacts_survive_a_restart(
         channel="chat",
         address="web:visitor-7",
         region="GB",
+        address_kind="chat",
         queue="chat",
         at=1000.0,
     )
@@ -234,9 +237,10 @@ async def test_a_call_through_the_ivr_reaches_the_agent_with_what_was_keyed(api:
     from datetime import UTC, datetime
 
     customer_id = await _customer(api)
-    simulator = api.app[DAEMON].simulator
-    assert simulator is not None
-    simulator.ivr_clock = lambda: datetime(2026, 11, 18, 10, 0, tzinfo=UTC)  # a Wednesday
+    # The IVR's wall clock (the bundled flow's opening hours) is the Asterisk adapter's.
+    pbx = api.app[DAEMON].telephony
+    assert pbx is not None
+    pbx.ivr_clock = lambda: datetime(2026, 11, 18, 10, 0, tzinfo=UTC)  # a Wednesday
     agent = await api.login("agent")
     supervisor = await api.login("supervisor")
     async with agent.client.ws_connect("/ws/agent") as ws:
@@ -255,7 +259,7 @@ async def test_a_call_through_the_ivr_reaches_the_agent_with_what_was_keyed(api:
         assert offer["ivr"]["inputs"]["main_menu"] == "1"
         assert offer["ivr"]["path"][:2] == ["welcome", "opening_hours"]
     # Closed on a Sunday: straight to voicemail, recorded on the interaction.
-    simulator.ivr_clock = lambda: datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
+    pbx.ivr_clock = lambda: datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
     closed = await (
         await supervisor.post("/api/v1/simulator/calls", json={"caller": "+447700900112"})
     ).json()
@@ -264,7 +268,7 @@ async def test_a_call_through_the_ivr_reaches_the_agent_with_what_was_keyed(api:
     assert stored["end_cause"] == "ivr: voicemail"
     assert "closed" in stored["ivr_path"]
     # A caller who hangs up at the menu: how far they got is kept.
-    simulator.ivr_clock = lambda: datetime(2026, 11, 18, 10, 0, tzinfo=UTC)
+    pbx.ivr_clock = lambda: datetime(2026, 11, 18, 10, 0, tzinfo=UTC)
     gone = await (
         await supervisor.post(
             "/api/v1/simulator/calls", json={"caller": "+447700900113", "keys": ["hangup"]}

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,10 +16,13 @@ import pytest
 from aiohttp.test_utils import TestServer
 from sqlalchemy import select
 
+from adapters.asterisk.ivr_runner import hand_to_routing, run_flow
 from contact_center.app import make_app
 from contact_center.keys import DAEMON
 from crm_store.models import Interaction
 from crm_store.phones import MAX_CALLER_ID, bounded_caller_id
+from ivr_flows import interpreter as ivr
+from routing.intake import open_contact
 from tests.component.api_fixtures import FLOW, asterisk_config_for, config_for
 from tests.fakes.ami_replay import ReplayServer, Scenario
 
@@ -146,8 +150,9 @@ async def test_junk_caller_ids_over_fastagi_are_served_and_recorded(
 async def test_junk_caller_ids_with_line_breaks_through_the_ivr_runner(
     tmp_path: Path, aiohttp_server: Any, fast_hasher: None
 ) -> None:
-    # LF cannot travel inside an AGI environment line; the in-process simulator takes
-    # any string, so the IVR runner itself is tried with CR/LF and lengths to 2000.
+    # LF cannot travel inside an AGI environment line (a PBX, simulated or not, cannot
+    # send it), so the IVR runner itself is tried with CR/LF and lengths to 2000, as
+    # the Asterisk adapter drives it, against the running daemon's store and router.
     flows = tmp_path / "flows"
     flows.mkdir()
     (flows / "main.yaml").write_text(FLOW)
@@ -161,8 +166,8 @@ async def test_junk_caller_ids_with_line_breaks_through_the_ivr_runner(
         for _ in range(40)
     ]
     ids = []
-    for caller in callers:
-        interaction_id, outcome = await daemon.simulator.call_through_ivr(caller, "main", ["2"])
+    for n, caller in enumerate(callers):
+        interaction_id, outcome = await _through_the_ivr_runner(daemon, caller, n, ["2"])
         assert outcome == "queued"
         ids.append(interaction_id)
     await daemon.routing.writer.flush()
@@ -173,6 +178,58 @@ async def test_junk_caller_ids_with_line_breaks_through_the_ivr_runner(
         assert row.queue == "support"
         assert row.address == bounded_caller_id(caller)
         assert row.address is None or ("\n" not in row.address and "\r" not in row.address)
+
+
+class _Keys:
+    """A caller who presses the given keys, one entry per question."""
+
+    def __init__(self, keys: list[str]) -> None:
+        self.keys = list(keys)
+
+    async def play(self, prompt: str) -> None:
+        return None
+
+    async def collect(
+        self, prompt: str, max_digits: int, wait_seconds: float, terminator: str | None
+    ) -> str | None:
+        return self.keys.pop(0) if self.keys else None
+
+
+async def _through_the_ivr_runner(
+    daemon: Any, caller: str, n: int, keys: list[str]
+) -> tuple[int, str]:
+    """What the adapter's FastAGI session does with a call: open its contact, run the
+    flow, hand a queued call to routing. (interaction id, outcome)."""
+    region = daemon.config.database.default_region
+    opened = await open_contact(
+        daemon.sessionmaker,
+        channel="voice",
+        address_kind="phone",
+        address=caller,
+        region=region,
+        external_id=f"junk.{n}",
+        at=time.time(),
+    )
+    outcome = await run_flow(
+        daemon.flows["main"],
+        _Keys(keys),
+        caller_number=caller,
+        interaction_id=opened.interaction_id,
+        sessionmaker=daemon.sessionmaker,
+        region=region,
+    )
+    assert isinstance(outcome.command, ivr.Queue)
+    await hand_to_routing(
+        daemon.bus,
+        daemon.sessionmaker,
+        opened,
+        outcome,
+        outcome.command.queue,
+        address=caller,
+        dnis="5000",
+        at=time.time(),
+    )
+    return opened.interaction_id, outcome.outcome
 
 
 @pytest.mark.parametrize(

@@ -2,6 +2,7 @@
 
 The CLI is a separate process and a second daemon may share the database: neither can
 reach this daemon's memory, so the daemon must notice the change in the store itself.
+Every test runs with the sessions in the store and in memory (`web.sessions`).
 """
 
 from __future__ import annotations
@@ -14,10 +15,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
+import yaml
 from aiohttp import WSMsgType
 
 from contact_center.app import make_app
-from contact_center.auth.sessions import SessionStore
+from contact_center.auth.sessions import MemorySessionStore
+from contact_center.keys import DAEMON
 from tests.component.api_fixtures import (
     SHIPPED_CONFIG,
     Api,
@@ -25,10 +29,28 @@ from tests.component.api_fixtures import (
     ServerFactory,
     Session,
     config_for,
+    start_api,
 )
 
 REPO = Path(__file__).resolve().parents[2]
 ENDS_WITHIN = 5.0
+
+
+def _web(sessions: str) -> dict[str, Any]:
+    """The shipped `web` section with `sessions` set."""
+    return {**yaml.safe_load(SHIPPED_CONFIG.read_text())["web"], "sessions": sessions}
+
+
+@pytest.fixture(params=["store", "memory"])
+async def api(
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    aiohttp_server: ServerFactory,
+    aiohttp_client: ClientFactory,
+    fast_hasher: None,
+) -> Api:
+    """The daemon app (as in conftest), once per `web.sessions` backend."""
+    return await start_api(tmp_path, aiohttp_server, aiohttp_client, web=_web(request.param))
 
 
 async def cli_result(
@@ -139,7 +161,8 @@ async def test_a_second_daemon_on_the_same_database_ends_them_too(
     aiohttp_server: ServerFactory,
     aiohttp_client: ClientFactory,
 ) -> None:
-    second = await aiohttp_server(make_app(config_for(tmp_path)))
+    kind = api.app[DAEMON].config.web.sessions
+    second = await aiohttp_server(make_app(config_for(tmp_path, web=_web(kind))))
     on_second = Api(api.app, second, aiohttp_client, api.user_ids)
     agent = await on_second.login("agent")
     supervisor = await on_second.login("supervisor")
@@ -155,23 +178,23 @@ async def test_a_second_daemon_on_the_same_database_ends_them_too(
     assert (await admin.get("/api/v1/auth/me")).status == 200
 
 
-def test_revoke_stale_ends_only_sessions_made_under_an_older_stamp() -> None:
-    store = SessionStore(3600)
+async def test_revoke_stale_ends_only_sessions_made_under_an_older_stamp() -> None:
+    store = MemorySessionStore(3600)
     t0 = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
     t1 = t0 + timedelta(seconds=5)
-    never = store.create(user_id=1, username="a", display_name="A", role="agent", now=0)
-    old = store.create(
+    never = await store.create(user_id=1, username="a", display_name="A", role="agent", now=0)
+    old = await store.create(
         user_id=2, username="b", display_name="B", role="agent", now=0, valid_after=t0
     )
-    new = store.create(
+    new = await store.create(
         user_id=2, username="b", display_name="B", role="agent", now=0, valid_after=t1
     )
-    kept = store.create(user_id=3, username="c", display_name="C", role="agent", now=0)
-    assert store.revoke_stale({}) == set()
-    assert store.revoke_stale({1: (True, t0), 2: (True, t1)}) == {1, 2}
-    assert store.get(never.token, 1) is None
-    assert store.get(old.token, 1) is None
-    assert store.get(new.token, 1) is not None  # made under the current stamp
-    assert store.get(kept.token, 1) is not None  # user 3 is not in the answer
-    assert store.revoke_stale({2: (False, t1)}) == {2}  # disabled: every session ends
-    assert store.get(new.token, 1) is None
+    kept = await store.create(user_id=3, username="c", display_name="C", role="agent", now=0)
+    assert await store.revoke_stale({}) == set()
+    assert await store.revoke_stale({1: (True, t0), 2: (True, t1)}) == {1, 2}
+    assert await store.get(never.token, 1) is None
+    assert await store.get(old.token, 1) is None
+    assert await store.get(new.token, 1) is not None  # made under the current stamp
+    assert await store.get(kept.token, 1) is not None  # user 3 is not in the answer
+    assert await store.revoke_stale({2: (False, t1)}) == {2}  # disabled: every session ends
+    assert await store.get(new.token, 1) is None

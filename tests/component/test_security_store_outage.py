@@ -51,7 +51,7 @@ async def test_ivr_calls_during_a_write_lock_are_routed_then_stored(
     await routing.set_status(agent.id, "ready", None, actor=Actor(agent.id, "bob", "agent"))
 
     lock = sqlite3.connect(tmp_path / "cc.db", isolation_level=None)
-    caplog.set_level(logging.INFO, logger="routing.intake")
+    caplog.set_level(logging.INFO, logger="routing.outbox")
     try:
         lock.execute("BEGIN EXCLUSIVE")
         callers = [b"+44 20 7946 0018"] + [f"+4477009001{n:02d}".encode() for n in range(1, CALLS)]
@@ -66,7 +66,8 @@ async def test_ivr_calls_during_a_write_lock_are_routed_then_stored(
         )
         # Every caller went through the IVR into the holding context...
         for commands in sessions:
-            assert commands[0].startswith("STREAM FILE welcome")
+            assert commands[0].startswith("SET VARIABLE CC_INTERACTION_ID")  # tagged first
+            assert commands[1].startswith("STREAM FILE welcome")
             assert "SET CONTEXT cc-holding" in commands
         # ...and is queued for routing, the first offered to the ready agent, its
         # customer found (the store can still be read).
@@ -97,7 +98,7 @@ async def test_ivr_calls_during_a_write_lock_are_routed_then_stored(
     # What routing recorded during the outage is there too.
     assert first.offered_at is not None and first.routing["queue"] == "support"
     # Said once when the store went, once when it was back.
-    messages = [r.getMessage() for r in caplog.records if r.name == "routing.intake"]
+    messages = [r.getMessage() for r in caplog.records if r.name == "routing.outbox"]
     assert sum("cannot be written" in m for m in messages) == 1
     assert sum("takes writes again" in m for m in messages) == 1
 

@@ -222,8 +222,10 @@ async def test_a_call_goes_through_ivr_queue_agent_and_ends(
         )
         await asyncio.wait_for(call.ended.wait(), 10)
         assert call.device == "PJSIP/1001" and call.connected_at is not None
-        assert call.agi_commands[:2] == ['STREAM FILE welcome ""', "GET DATA menu 5000 1"] or (
-            call.agi_commands[0].startswith("STREAM FILE welcome")
+        # Tagged with its interaction first, then the flow's prompt and menu.
+        assert call.agi_commands[0] == f'SET VARIABLE CC_INTERACTION_ID "{call.interaction_id}"'
+        assert call.agi_commands[1:3] == ['STREAM FILE welcome ""', "GET DATA menu 5000 1"] or (
+            call.agi_commands[1].startswith("STREAM FILE welcome")
         )
         assert call.agi_commands[-3:] == [
             "SET CONTEXT cc-holding",

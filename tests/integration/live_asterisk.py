@@ -3,11 +3,13 @@
 The build comes from CC_ASTERISK_DIR (default ../shared/asterisk beside the repository);
 when it is absent the tests are skipped with the reason (a failure under
 CC_REQUIRE_INTEGRATION=1). Its configuration is contrib/asterisk/testbed/ with the
-shipped contrib dialplan beside it, copied into the test's folder with free ports written
-in; prompts and music on hold are generated WAV files (8 kHz mono 16-bit tones, made
-here with the standard library: no TTS needed to test routing). The test drives callers
-through its own AMI user (`testbed`): Originate into the inbound context, PlayDTMF on the
-caller's `;2` half for keys, Hangup of that half for the caller hanging up.
+shipped contrib dialplan and manager.conf beside it, copied into the test's folder with
+free ports written in. Prompts are short generated tones (8 kHz mono 16-bit WAV, made
+here with the standard library: quick to play, enough to test routing) or the shipped
+prompts of contrib/asterisk/sounds/ (`shipped_prompts`); music on hold is a tone too. The
+test drives callers through its own AMI user (`testbed`, in testbed/manager.d/):
+Originate into the inbound context, PlayDTMF on the caller's `;2` half for keys, Hangup of
+that half for the caller hanging up.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from tests.conftest import port_open, require_server
 REPO = Path(__file__).resolve().parents[2]
 CONTRIB = REPO / "contrib" / "asterisk"
 TESTBED = CONTRIB / "testbed"
+SOUNDS = CONTRIB / "sounds"  # <language>/<prompt>.wav, as under Asterisk's sounds/
 DRIVER_USER, DRIVER_SECRET = "testbed", "testbed-driver"
 DAEMON_USER, DAEMON_SECRET = "contact-center", "testbed-secret"
 # The prompts the test flows play (the bundled flows' names where they share them).
@@ -94,6 +97,7 @@ class LiveAsterisk:
         *,
         agi_port: int,
         prompts: tuple[str, ...] = PROMPTS,
+        shipped_prompts: bool = False,
         music_on_hold: bool = True,
     ) -> None:
         self.build = asterisk_dir()
@@ -102,6 +106,7 @@ class LiveAsterisk:
         self.ami_port = free_port()
         self.agi_port = agi_port
         self.prompts = prompts
+        self.shipped_prompts = shipped_prompts
         self.music_on_hold = music_on_hold
         self.process: asyncio.subprocess.Process | None = None
         self.events: list[AmiMessage] = []
@@ -113,19 +118,23 @@ class LiveAsterisk:
     def write_config(self) -> None:
         """The test bed with this run's ports, prompts and music on hold."""
         self.conf.mkdir(parents=True, exist_ok=True)
-        for item in TESTBED.glob("*.conf"):
-            shutil.copy(item, self.conf / item.name)
+        shutil.copytree(TESTBED, self.conf, dirs_exist_ok=True)
         shutil.copy(CONTRIB / "extensions_contact_center.conf", self.conf)
-        manager = (self.conf / "manager.conf").read_text()
+        # The shipped manager.conf as users install it, with this run's port and secret.
+        manager = (CONTRIB / "manager.conf").read_text()
         manager = re.sub(r"(?m)^port = \d+$", f"port = {self.ami_port}", manager)
+        manager = re.sub(r"(?m)^secret = change-me$", f"secret = {DAEMON_SECRET}", manager)
         (self.conf / "manager.conf").write_text(manager)
         with (self.conf / "extensions.conf").open("a") as out:
             out.write(f"CC_AGI_PORT = {self.agi_port}\n")  # the file ends in [globals]
         if not self.music_on_hold:
             (self.conf / "musiconhold.conf").write_text("[general]\n")
-        sounds = self.work / "data" / "sounds" / "en"
+        sounds = self.work / "data" / "sounds"  # run-asterisk's astdatadir is WORK_DIR/data
+        if self.shipped_prompts:
+            for language in (d for d in SOUNDS.iterdir() if d.is_dir()):
+                shutil.copytree(language, sounds / language.name, dirs_exist_ok=True)
         for name in self.prompts:
-            write_tone(sounds / f"{name}.wav", 0.3)
+            write_tone(sounds / "en" / f"{name}.wav", 0.3)
         if self.music_on_hold:
             write_tone(self.work / "data" / "moh" / "tone.wav", 2.0, 330.0)
 
@@ -219,20 +228,29 @@ class LiveAsterisk:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), left)
 
-    async def call(self, caller: str, did: str = "5000", name: str = "Test Caller") -> str:
-        """A caller dials `did`: the `;2` half (the caller's phone) is returned."""
+    async def call(
+        self,
+        caller: str,
+        did: str = "5000",
+        name: str = "Test Caller",
+        language: str | None = None,
+    ) -> str:
+        """A caller dials `did`: the `;2` half (the caller's phone) is returned. With
+        `language`, the call's channel plays prompts from sounds/<language>/."""
         since = len(self.events)
-        await self.action(
-            {
-                "Action": "Originate",
-                "Channel": f"Local/{caller}@tb-caller",
-                "Context": "cc-inbound",
-                "Exten": did,
-                "Priority": "1",
-                "CallerID": f'"{name}" <{caller}>',
-                "Async": "true",
-            }
-        )
+        originate = {
+            "Action": "Originate",
+            "Channel": f"Local/{caller}@tb-caller",
+            "Context": "cc-inbound",
+            "Exten": did,
+            "Priority": "1",
+            "CallerID": f'"{name}" <{caller}>',
+            "Async": "true",
+        }
+        if language is not None:
+            # Set on the `;1` half, the one that runs [cc-inbound] and the IVR.
+            originate["Variable"] = f"CHANNEL(language)={language}"
+        await self.action(originate)
         started = await self.wait_event(
             lambda m: (
                 m.get("Event") == "Newchannel"

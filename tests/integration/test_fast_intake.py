@@ -34,6 +34,7 @@ async def test_fast_and_orm_paths_store_the_same(tmp_path: Path) -> None:
                 await open_contact(
                     sessionmaker,
                     channel="voice",
+                    address_kind="phone",
                     address="020 7946 0018",
                     region="GB",
                     external_id="1795327460.14",
@@ -61,7 +62,12 @@ async def test_fast_and_orm_paths_store_the_same(tmp_path: Path) -> None:
         assert {f: getattr(rows[0], f) for f in fields} == {f: getattr(rows[1], f) for f in fields}
         assert rows[1].started_at == datetime.fromtimestamp(at, UTC)
         anonymous = await open_contact(
-            sessionmaker, channel="voice", address="anonymous", region="GB", fast=fast
+            sessionmaker,
+            channel="voice",
+            address="anonymous",
+            region="GB",
+            address_kind="phone",
+            fast=fast,
         )
         assert anonymous.customer_id is None
         async with sessionmaker() as db:
@@ -70,13 +76,21 @@ async def test_fast_and_orm_paths_store_the_same(tmp_path: Path) -> None:
             await open_contact(
                 sessionmaker,
                 channel="voice",
+                address_kind="phone",
                 address=None,
                 region="GB",
                 customer_id=999,
                 fast=fast,
             )
         with pytest.raises(InvalidData):
-            await open_contact(sessionmaker, channel="fax", address=None, region="GB", fast=fast)
+            await open_contact(
+                sessionmaker,
+                channel="fax",
+                address=None,
+                region="GB",
+                address_kind="chat",
+                fast=fast,
+            )
         async with sessionmaker() as db:
             assert len(await interactions.list_open_interactions(db)) == before  # nothing stored
     finally:

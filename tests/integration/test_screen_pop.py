@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import secrets
+import socket
 import sqlite3
 import threading
 from collections.abc import AsyncIterator
@@ -23,6 +25,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from crm_store import screen_pop
 from crm_store.database import make_engine, make_sessionmaker
 from crm_store.errors import InvalidData, StoreError
 from crm_store.models import (
@@ -32,7 +35,12 @@ from crm_store.models import (
     Interaction,
     ServiceRequest,
 )
+from crm_store.outage import is_unavailable
 from crm_store.screen_pop import (
+    POSTGRES_APPLICATION_NAME,
+    POSTGRES_POOL_SIZE,
+    POSTGRES_POP_BY_CONTACT,
+    POSTGRES_POP_BY_ID,
     SQLITE_CUSTOMER_BY_CONTACT,
     SQLITE_CUSTOMER_BY_ID,
     SQLITE_INTERACTIONS,
@@ -444,6 +452,125 @@ async def test_postgres_times_ignore_the_session_time_zone(store: Store, seed: S
         await engine.dispose()
     assert pop.interactions[-1].started_at == T0
     assert pop.interactions[-1].started_at.tzinfo is UTC
+
+
+async def test_postgres_pop_survives_a_terminated_connection(
+    store: Store, seed: Seed, reader: ScreenPopReader
+) -> None:
+    if store.backend != "postgresql":
+        pytest.skip("PostgreSQL connections only")
+    assert (await reader.by_phone(ADA_E164)).found
+    async with store.engine.connect() as conn:
+        killed = await conn.scalar(
+            text(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                " WHERE application_name = :name AND datname = current_database()"
+            ),
+            {"name": POSTGRES_APPLICATION_NAME},
+        )
+    assert killed == 1  # one pop at a time needs one connection
+    # The pooled connection is dead: the pop notices, retries once on a new one.
+    pop = await reader.by_phone(ADA_E164)
+    assert pop.customer is not None and pop.customer.id == seed.ada
+    assert [i.id for i in pop.interactions] == seed.ada_history[:20]
+
+
+async def _reader_connections(store: Store) -> int:
+    async with store.engine.connect() as conn:
+        count = await conn.scalar(
+            text(
+                "SELECT count(*) FROM pg_stat_activity"
+                " WHERE application_name = :name AND datname = current_database()"
+            ),
+            {"name": POSTGRES_APPLICATION_NAME},
+        )
+    return int(count or 0)
+
+
+async def test_postgres_reader_keeps_a_few_connections_and_closes_them(
+    store: Store, seed: Seed
+) -> None:
+    if store.backend != "postgresql":
+        pytest.skip("PostgreSQL connections only")
+    reader = await ScreenPopReader.open(store.url, default_region="GB")
+    try:
+        pops = await asyncio.gather(*(reader.by_phone(ADA_E164) for _ in range(40)))
+        assert all(p.customer is not None and p.customer.id == seed.ada for p in pops)
+        assert 1 <= await _reader_connections(store) <= POSTGRES_POOL_SIZE
+    finally:
+        await reader.close()
+    assert await _reader_connections(store) == 0
+
+
+async def test_postgres_pop_gives_up_when_no_connection_comes_free(
+    store: Store, seed: Seed, reader: ScreenPopReader, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if store.backend != "postgresql":
+        pytest.skip("PostgreSQL connections only")
+    monkeypatch.setattr(screen_pop, "POSTGRES_TIMEOUT_SECONDS", 0.2)
+    connections = reader._backend._connections  # type: ignore[attr-defined]
+    held = [await connections.acquire() for _ in range(POSTGRES_POOL_SIZE)]
+    try:
+        # The routing takes a TimeoutError as the store being unavailable (no history).
+        with pytest.raises(TimeoutError):
+            await reader.by_phone(ADA_E164)
+    finally:
+        for conn in held:
+            connections.release(conn)
+    assert (await reader.by_phone(ADA_E164)).found
+
+
+async def test_postgres_pop_cancelled_mid_statement_leaves_the_reader_usable(
+    store: Store, seed: Seed, reader: ScreenPopReader
+) -> None:
+    if store.backend != "postgresql":
+        pytest.skip("PostgreSQL connections only")
+    for delay in (0, 1, 2, 3):
+        task = asyncio.create_task(reader.by_phone(ADA_E164))
+        for _ in range(delay):
+            await asyncio.sleep(0)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        pop = await reader.by_phone(ADA_E164)
+        assert pop.customer is not None and pop.customer.id == seed.ada
+    assert await _reader_connections(store) <= POSTGRES_POOL_SIZE
+
+
+async def test_postgres_reader_opens_while_the_database_is_down(store: Store) -> None:
+    if store.backend != "postgresql":
+        pytest.skip("PostgreSQL connections only")
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    down = make_url(store.url).set(host="127.0.0.1", port=port).render_as_string(False)
+    reader = await ScreenPopReader.open(down, default_region="GB")
+    try:
+        with pytest.raises(StoreError) as caught:
+            await reader.by_phone(ADA_E164)
+        # An outage, which the routing answers with a pop without history.
+        assert is_unavailable(caught.value)
+    finally:
+        await reader.close()
+
+
+async def test_postgres_pop_sql_is_one_statement_with_the_indexes(store: Store) -> None:
+    if store.backend != "postgresql":
+        pytest.skip("PostgreSQL plans only")
+    async with store.engine.connect() as conn:
+        raw = await conn.get_raw_connection()
+        driver = raw.driver_connection
+        assert driver is not None
+        for sql, args in [
+            (POSTGRES_POP_BY_CONTACT, ("phone", ADA_E164, 20)),
+            (POSTGRES_POP_BY_ID, (1, 20)),
+        ]:
+            await driver.execute("SET enable_seqscan = off")  # tiny tables: see the indexes
+            plan = "\n".join(r[0] for r in await driver.fetch(f"EXPLAIN {sql}", *args))
+            await driver.execute("RESET enable_seqscan")
+            assert "Seq Scan" not in plan, plan
+            # The newest 20 straight off the index, read backwards: no sort of a history.
+            assert "Index Scan Backward using ix_interactions_customer_started" in plan, plan
 
 
 # --- SQLite specifics --------------------------------------------------------------------

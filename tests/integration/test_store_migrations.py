@@ -43,7 +43,7 @@ async def test_fresh_upgrade_matches_the_models(fresh_url: str) -> None:
     assert await migrate.current_revision(fresh_url) is None
     assert not await migrate.is_up_to_date(fresh_url)
     await migrate.upgrade(fresh_url)
-    assert await migrate.current_revision(fresh_url) == migrate.head_revision() == "0004"
+    assert await migrate.current_revision(fresh_url) == migrate.head_revision() == "0005"
     assert await migrate.is_up_to_date(fresh_url)
     assert await _on_connection(fresh_url, _diff) == []
 
@@ -99,7 +99,7 @@ def test_command_line_from_another_directory(tmp_path: Path) -> None:
         [*run, "upgrade", url], cwd=tmp_path, env=env, capture_output=True, text=True
     )
     assert done.returncode == 0, done.stderr
-    assert "at 0004" in done.stdout
+    assert "at 0005" in done.stdout
     check = subprocess.run([*run, "check", url], cwd=tmp_path, env=env, capture_output=True)
     assert check.returncode == 0, check.stderr
 
@@ -126,7 +126,7 @@ async def test_upgrade_from_0001_keeps_every_row(fresh_url: str) -> None:
                 )
             )
         await migrate.upgrade(fresh_url)
-        assert await migrate.current_revision(fresh_url) == "0004"
+        assert await migrate.current_revision(fresh_url) == "0005"
         async with engine.connect() as conn:
             names = (await conn.execute(text("SELECT username FROM users"))).scalars().all()
             states = (await conn.execute(text("SELECT count(*) FROM agent_states"))).scalar()
@@ -134,9 +134,54 @@ async def test_upgrade_from_0001_keeps_every_row(fresh_url: str) -> None:
                 await conn.execute(text("SELECT sessions_valid_after FROM users"))
             ).scalar_one()
             logged = (await conn.execute(text("SELECT count(*) FROM contact_events"))).scalar()
+            logins = (await conn.execute(text("SELECT count(*) FROM login_sessions"))).scalar()
         assert list(names) == ["kept"]
         assert states == 0
         assert voided is None  # 0003: existing users keep their sessions
         assert logged == 0  # 0004: the log starts empty (no history is made up)
+        assert logins == 0  # 0005: nobody is logged in through the store yet
+    finally:
+        await engine.dispose()
+
+
+async def test_login_sessions_down_to_0004_and_up_again(fresh_url: str) -> None:
+    """0005 down drops only the sessions (everyone logs in again); up brings the table back."""
+    await migrate.upgrade(fresh_url)
+    engine = make_engine(fresh_url)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(
+                text(
+                    "INSERT INTO users (id, username, display_name, role, password_hash,"
+                    " is_active, skills, capacities, created_at, updated_at) VALUES (1, 'kept',"
+                    " 'Kept', 'agent', 'x', true, '{}', '{}', CURRENT_TIMESTAMP,"
+                    " CURRENT_TIMESTAMP)"
+                )
+            )
+            await conn.execute(
+                text(
+                    "INSERT INTO login_sessions (token_digest, user_id, csrf_token, created_at,"
+                    " last_seen_at, expires_at) VALUES ('d', 1, 'c', CURRENT_TIMESTAMP,"
+                    " CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
+                )
+            )
+
+        def down(connection: Connection) -> list[str]:
+            command.downgrade(migrate.alembic_config(fresh_url, connection), "0004")
+            return sorted(inspect(connection).get_table_names())
+
+        tables = await _on_connection(fresh_url, down)
+        assert "login_sessions" not in tables and "users" in tables
+        assert await migrate.current_revision(fresh_url) == "0004"
+        assert not await migrate.is_up_to_date(fresh_url)
+        async with engine.connect() as conn:
+            names = (await conn.execute(text("SELECT username FROM users"))).scalars().all()
+        assert list(names) == ["kept"]
+        await migrate.upgrade(fresh_url)
+        assert await migrate.current_revision(fresh_url) == "0005"
+        assert await _on_connection(fresh_url, _diff) == []
+        async with engine.connect() as conn:
+            count = (await conn.execute(text("SELECT count(*) FROM login_sessions"))).scalar()
+        assert count == 0
     finally:
         await engine.dispose()

@@ -9,10 +9,8 @@ import pytest
 from adapters.asterisk.channel import VOICE
 from adapters.desk_channels import DESK_CHANNELS
 from routing.channels import Capability, Channels, ChannelSpec
-from routing.events import ContactQueued
-from routing.lifecycle import (
+from routing.effects import (
     AgentChanged,
-    ContactLifeCycle,
     Decided,
     Deliver,
     Effect,
@@ -22,6 +20,8 @@ from routing.lifecycle import (
     Record,
     Requeue,
 )
+from routing.events import ContactQueued
+from routing.lifecycle import ContactLifeCycle
 from routing.model import Agent, MaxWaitReached, Offer, Policy, QueueDef, WrapUpEnded
 from routing.router import Router, RoutingError
 
@@ -213,4 +213,4 @@ def test_channels_say_what_they_can_do() -> None:
     assert channels.restored_from_store() == ("chat", "email", "sms")
     assert VOICE.actions() == sorted(c.value for c in VOICE.capabilities)
     with pytest.raises(ValueError, match="undeclared"):
-        Channels([ChannelSpec("chat", frozenset())], {"voice": Port()})  # type: ignore[dict-item]
+        Channels([ChannelSpec("chat", frozenset(), "chat")], {"voice": Port()})  # type: ignore[dict-item]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from adapters.channels import CHANNEL_SPECS
 from contact_center.config import load_config
 from routing.definitions import policy_from_config, queues_from_config
 from routing.model import (
@@ -281,7 +282,7 @@ def test_same_inputs_same_decisions() -> None:
 
 def test_shipped_config_builds_a_router() -> None:
     config = load_config("config.yaml", {})
-    router = Router(queues_from_config(config), policy_from_config(config))
+    router = Router(queues_from_config(config), policy_from_config(config, CHANNEL_SPECS))
     assert {"support", "billing", "chat"} <= set(router.queues)
     billing = router.queues["billing"]
     assert billing.relaxation[1].widen_to == ("support",)

@@ -14,7 +14,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from routing.model import CHANNELS, Agent, Channel, Contact, Offer, Policy, QueueDef, RelaxStep
+from routing.model import Agent, Channel, Contact, Offer, Policy, QueueDef, RelaxStep
 from routing.router import Router, RoutingError, _meets
 
 POLICY = Policy(
@@ -89,7 +89,7 @@ def check(router: Router, now: float, before: dict[int, dict[str, Channel]]) -> 
     offered_ids = set(router.offers)
     seen: set[str] = set()
     for agent in router.agents.values():
-        for channel in CHANNELS:
+        for channel in POLICY.capacity:
             assert agent.load(channel) <= POLICY.capacity[channel], (agent, channel)
         # A new offer never lands on a channel blocked by work the agent held before and
         # still holds (work released by the same operation no longer blocks).

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from adapters.channels import CHANNEL_SPECS
 from contact_center.config import load_config
 from routing.definitions import policy_from_config, queues_from_config
 from routing.model import (
@@ -238,7 +239,7 @@ def test_going_offline_keeps_contacts_in_hand() -> None:
 def test_shipped_config_builds_every_queue_and_the_policy() -> None:
     config = load_config("config.yaml", {})
     queues = {q.name: q for q in queues_from_config(config)}
-    policy = policy_from_config(config)
+    policy = policy_from_config(config, CHANNEL_SPECS)
     assert set(queues) == {q.name for q in config.queues}
     support, billing, spanish = queues["support"], queues["billing"], queues["spanish"]
     assert (support.skills, support.sla_seconds, support.offer_timeout_seconds) == (

@@ -222,6 +222,8 @@ def test_delivery_dials_the_device_for_the_ring_seconds_and_a_timeout_goes_back(
     assert dial["DestLinkedid"] == uid and dial["DialString"] == "1001"
     ring = _one(out, Ring)
     assert isinstance(ring, Ring) and ring.device == "PJSIP/1001"
+    # Where the Dial ran: the agent context (the simulator rings an agent's phone).
+    assert ring.context == "cc-agents"
     timer = _one(out, Timer)
     assert isinstance(timer, Timer) and timer.seconds == 15.0
     late = model.timer(uid, timer.token, T0 + 18)

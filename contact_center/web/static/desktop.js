@@ -64,6 +64,11 @@ function showAgentState(agent) {
   const activity = $("activity");
   activity.textContent = agent.activity.replace("_", " ");
   activity.dataset.activity = agent.activity;
+  // Why some contacts never come: no device for a channel that rings one.
+  const missing = agent.no_device_for || [];
+  const note = $("no-device");
+  note.textContent = missing.length ? `No phone device: no ${missing.join(", ")} contacts are offered to you (ask an admin).` : "";
+  note.classList.toggle("hidden", !missing.length);
 }
 
 async function onStatusChange() {
@@ -123,10 +128,18 @@ function showContact(contact) {
   if (!state.contact) { box.append(el("p", { class: "muted" }, "No contact.")); controls.classList.add("hidden"); return; }
   box.append(el("p", { id: "contact-state", "data-state": contact.state },
     `${contact.channel} · ${contact.address || ""} · ${contact.state}`));
-  const live = contact.channel === "voice" && ["talking", "held"].includes(contact.state);
+  if (contact.pick_up) {
+    // Accepted here; this phone cannot be answered from the desktop.
+    box.append(el("p", { id: "pick-up", class: "notice" }, "Accepted: pick up your phone to answer."));
+  }
+  // Only what the contact's channel declares it can do.
+  const can = new Set(contact.actions || []);
+  const live = ["talking", "held"].includes(contact.state) && can.size > 0;
   controls.classList.toggle("hidden", !live);
-  $("hold").classList.toggle("hidden", contact.state === "held");
-  $("unhold").classList.toggle("hidden", contact.state !== "held");
+  $("hold").classList.toggle("hidden", !can.has("hold") || contact.state === "held");
+  $("unhold").classList.toggle("hidden", !can.has("hold") || contact.state !== "held");
+  $("hangup").classList.toggle("hidden", !can.has("hangup"));
+  for (const id of ["transfer", "transfer-target"]) $(id).classList.toggle("hidden", !can.has("transfer"));
   const wrapping = ["ended", "wrap_up"].includes(contact.state);
   $("wrap-up-card").classList.toggle("hidden", !wrapping);
   if (!$("sr-title").value && contact.address) $("sr-title").value = "";

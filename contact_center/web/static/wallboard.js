@@ -81,7 +81,8 @@ function renderAgents() {
     rows.append(el("tr", { "data-agent": a.username },
       el("td", {}, a.display_name || a.username),
       el("td", { "data-field": "status" }, a.status),
-      el("td", { "data-field": "activity" }, a.activity),
+      el("td", { "data-field": "activity" }, a.activity +
+        ((a.no_device_for || []).length ? ` (no device: no ${a.no_device_for.join(", ")})` : "")),
       el("td", {}, duration(now - a.since)),
       el("td", {}, a.contact ? `${a.contact.channel} ${a.contact.address || ""}` : ""),
       el("td", {}, a.contact ? a.contact.queue || "" : ""),
