@@ -371,6 +371,7 @@ def daemon_ivr(flow: Flow, store: Store, bus: QueuedEvents) -> AsteriskPbx:
         default_flow=FLOW,
         region=REGION,
         fast_intake=store.fast,
+        outbox=store.outbox,
         ivr_clock=lambda: FLOW_NOW,
     )
 

@@ -356,7 +356,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="100k customers, 5 s of calls")
     parser.add_argument("--db", type=Path, help="the screen_pop data set to use")
     args = parser.parse_args()
-    customers, interactions = dataset.QUICK if args.quick else dataset.FULL
+    customers, interactions = dataset.QUICK if args.quick else dataset.FULL["sqlite"]
     source = (
         args.db.resolve()
         if args.db
@@ -364,7 +364,7 @@ def main() -> None:
     )
     if dataset.existing_generation(source, customers, interactions) is None:
         print(f"building the data set at {source} ...", flush=True)
-        dataset.generate(source, customers, interactions)
+        dataset.generate_sqlite(source, customers, interactions)
     work = dataset.DATA_DIR / "pop_latency.db"
     prepare(source, work)
     # The copy leaves a gigabyte of dirty pages; let the kernel write them out first so

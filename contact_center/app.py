@@ -310,6 +310,7 @@ def _asterisk(daemon: Daemon, pbx: PbxConfig) -> AsteriskPbx:
         region=daemon.config.database.default_region,
         on_state=report,
         fast_intake=daemon.fast_intake,
+        outbox=daemon.outbox,
     )
 
 
@@ -330,6 +331,7 @@ def routing_component(daemon: Daemon) -> Callable[[web.Application], AsyncIterat
             screen_pops=daemon.screen_pops,
             channels=Channels(CHANNEL_SPECS, ports),
             telephony=daemon.telephony,
+            outbox=daemon.outbox,
         )
         # The wiring diagram of a contact's life: who hears what.
         bus = daemon.bus

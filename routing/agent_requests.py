@@ -122,6 +122,7 @@ class AgentRequests(ServiceBase):
             address=number,
             region=self.config.database.default_region,
             address_kind=self.channels.spec(channel).address_kind,
+            outbox=self.outbox,
             direction="outbound",
             at=now,
         )

@@ -29,7 +29,6 @@ from routing.outbox import (
     StoreOutbox,
     StoreUnavailable,
     _find_customer,
-    outbox_for,
     store_unavailable,
 )
 
@@ -38,7 +37,6 @@ __all__ = [
     "StoreOutbox",
     "StoreUnavailable",
     "open_contact",
-    "outbox_for",
     "store_unavailable",
     "update_contact",
 ]
@@ -63,6 +61,7 @@ async def open_contact(
     ivr_inputs: dict[str, Any] | None = None,
     customer_id: int | None = None,
     fast: SqliteIntake | None = None,
+    outbox: StoreOutbox | None = None,
 ) -> OpenedContact:
     """Record a new interaction, linked to the customer owning `address` when known.
 
@@ -88,7 +87,6 @@ async def open_contact(
         ivr_path=ivr_path,
         ivr_inputs=ivr_inputs,
     )
-    outbox = outbox_for(sessionmaker)
     if outbox is not None and outbox.holding:
         # Earlier contacts are still waiting for the store: this one queues behind them
         # (it would otherwise take the id one of them was given).
@@ -139,11 +137,14 @@ async def _store_contact(
 
 
 async def update_contact(
-    sessionmaker: async_sessionmaker[AsyncSession], interaction_id: int, **fields: Any
+    sessionmaker: async_sessionmaker[AsyncSession],
+    interaction_id: int,
+    *,
+    outbox: StoreOutbox | None = None,
+    **fields: Any,
 ) -> None:
     """Set fields on an interaction (see crm_store.interactions.update_interaction); held
-    in the outbox, behind the record itself, when the store cannot take it now."""
-    outbox = outbox_for(sessionmaker)
+    in `outbox`, behind the record itself, when the store cannot take it now."""
     if outbox is not None and outbox.holding:
         outbox.hold_update(interaction_id, fields)
         return

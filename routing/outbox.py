@@ -57,16 +57,6 @@ def store_unavailable(exc: BaseException) -> bool:
     return isinstance(exc, WritesHeld | TimeoutError) or outage.is_unavailable(exc)
 
 
-# The outbox of each open store, by its sessionmaker: the adapters pass the sessionmaker
-# (and the SQLite writer) down to open_contact, so this is how the outbox reaches them.
-_outboxes: dict[async_sessionmaker[AsyncSession], StoreOutbox] = {}
-
-
-def outbox_for(sessionmaker: async_sessionmaker[AsyncSession]) -> StoreOutbox | None:
-    """The outbox holding writes for this store, if the daemon set one up."""
-    return _outboxes.get(sessionmaker)
-
-
 async def _find_customer(
     session: AsyncSession, kind: str, address: str | None, region: str, customer_id: int | None
 ) -> Any:
@@ -120,8 +110,8 @@ class StoreOutbox:
     # --- life cycle ---------------------------------------------------------------
 
     async def start(self) -> None:
-        """Register for this store and start the retry task."""
-        _outboxes[self.sessionmaker] = self
+        """Start the retry task (the composition root hands this outbox to whoever
+        opens or updates contacts)."""
         with contextlib.suppress(Exception):
             self._last_id = await self._stored_max_id()
         self._task = asyncio.create_task(self._run(), name="store-outbox")
@@ -149,7 +139,6 @@ class StoreOutbox:
                 ", ".join(map(str, ids[:50])) + (" ..." if len(ids) > 50 else ""),
                 len(self._events),
             )
-        _outboxes.pop(self.sessionmaker, None)
 
     # --- what the intake and the writers call ----------------------------------------
 

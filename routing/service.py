@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import Callable
@@ -52,8 +53,9 @@ from routing.events import (
     ContactUnheld,
 )
 from routing.floor_view import AgentInfo, FloorView
-from routing.intake import outbox_for, store_unavailable
+from routing.intake import StoreOutbox, store_unavailable
 from routing.lifecycle import ContactLifeCycle, stored_time
+from routing.model import Offer
 from routing.ports import EventPublisher, Notifier
 from routing.roster import AgentRoster
 from routing.router import Router, RoutingError
@@ -81,6 +83,7 @@ class RoutingService(AgentRoster, AgentRequests):
         channels: Channels,
         telephony: Telephony | None,
         clock: Callable[[], float] = time.time,
+        outbox: StoreOutbox | None = None,
     ) -> None:
         self.config = config
         self.bus = bus
@@ -106,12 +109,16 @@ class RoutingService(AgentRoster, AgentRequests):
         self.tally = Tally(self.stats)
         self.agents: dict[int, AgentInfo] = {}
         self.view = FloorView(self.life, self.stats, self.agents)
-        self.writer = InteractionWriter(sessionmaker, outbox_for(sessionmaker))
+        # Where writes wait while the store cannot take them (the daemon's one outbox).
+        self.outbox = outbox
+        self.writer = InteractionWriter(sessionmaker, outbox)
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._supervisors_dirty = True
         # Agents restored "ready" whose desktop has not connected yet: until when.
         self._unconfirmed: dict[int, float] = {}
+        # Offers being delivered (pop read, then the ring), by contact.
+        self._deliveries: dict[int, asyncio.Task[None]] = {}
         # Channels whose offers are paused (their side was unreachable): when to retry.
         self._retry_at: dict[str, float] = {}
 
@@ -181,7 +188,9 @@ class RoutingService(AgentRoster, AgentRequests):
         ]
 
     async def stop(self) -> None:
-        """Stop the timers (state is already in the store)."""
+        """Stop the timers (state is already in the store); offers under way are
+        delivered first."""
+        await self.settle()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -260,8 +269,17 @@ class RoutingService(AgentRoster, AgentRequests):
         elif isinstance(effect, Persist):
             self.writer.write(effect.interaction_id, **effect.fields)
         elif isinstance(effect, Deliver):
-            await self._deliver(effect)
+            # The pop read and the ring take round trips: done beside the next events
+            # (decisions stay in order; only the carrying out of this one runs apart).
+            task = asyncio.create_task(self._deliver(effect), name="routing-deliver")
+            self._deliveries[effect.contact.interaction_id] = task
+            task.add_done_callback(
+                functools.partial(self._delivered, effect.contact.interaction_id)
+            )
         elif isinstance(effect, OfferClosed):
+            # What was delivered is taken back only once its delivery is done: a take-back
+            # sent while the ring's actions are on their way would be overtaken by them.
+            await self._delivery_done(effect.interaction_id)
             if effect.take_back is not None:
                 port = self.channels.port(effect.take_back)
                 if port is not None:
@@ -288,10 +306,29 @@ class RoutingService(AgentRoster, AgentRequests):
         elif isinstance(effect, Decided):
             pass  # the router's own record, for traces; its consequences follow
 
+    def _delivered(self, interaction_id: int, task: asyncio.Task[None]) -> None:
+        if self._deliveries.get(interaction_id) is task:
+            del self._deliveries[interaction_id]
+        if not task.cancelled() and task.exception() is not None:
+            log.error("could not deliver offer %s", interaction_id, exc_info=task.exception())
+
+    async def _delivery_done(self, interaction_id: int) -> None:
+        task = self._deliveries.get(interaction_id)
+        if task is not None and task is not asyncio.current_task():
+            with contextlib.suppress(Exception):
+                await asyncio.shield(task)
+
+    async def settle(self) -> None:
+        """Wait until every offer under way is delivered (tests, shutdown)."""
+        while self._deliveries:
+            await asyncio.gather(*self._deliveries.values(), return_exceptions=True)
+
     async def _deliver(self, deliver: Deliver) -> None:
         offer, info = deliver.offer, deliver.contact
         # The screen first, then the channel: the agent sees who it is before answering.
         pop = await self._pop(info)
+        if not _still_offered(info, offer):
+            return  # taken back, answered elsewhere or gone while the pop was read
         self.notifier.offer(offer.agent_id, info, offer, pop)
         self._push_agent(offer.agent_id)
         port = self.channels.port(info.channel) if deliver.ring else None
@@ -434,4 +471,13 @@ def _requeued(ix: Interaction, now: float) -> ContactQueued:
         priority=priority,
         skills=skills,
         enqueued_at=ix.started_at.timestamp(),
+    )
+
+
+def _still_offered(info: ContactInfo, offer: Offer) -> bool:
+    """Is `offer` still the contact's current offer?"""
+    return (
+        info.state == "offered"
+        and info.agent_id == offer.agent_id
+        and info.offer_expires_at == offer.expires_at
     )

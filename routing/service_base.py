@@ -20,6 +20,7 @@ from routing.effects import Effect
 from routing.events import ContactEnded
 from routing.floor_view import AgentInfo, FloorView
 from routing.lifecycle import ContactLifeCycle
+from routing.outbox import StoreOutbox
 from routing.ports import EventPublisher, Notifier
 from routing.router import Router, RoutingError
 from routing.settings import RoutingSource
@@ -47,6 +48,7 @@ class ServiceBase:
     agents: dict[int, AgentInfo]
     view: FloorView
     writer: InteractionWriter
+    outbox: StoreOutbox | None
     _wake: asyncio.Event
     _supervisors_dirty: bool
     # Agents restored "ready" whose desktop has not connected yet: until when.

@@ -28,7 +28,7 @@ from ivr_flows import interpreter as ivr
 from ivr_flows.model import Flow
 from routing import contact_request
 from routing.events import ContactQueued
-from routing.intake import OpenedContact, store_unavailable, update_contact
+from routing.intake import OpenedContact, StoreOutbox, store_unavailable, update_contact
 from routing.ports import EventPublisher
 
 log = logging.getLogger(__name__)
@@ -75,6 +75,7 @@ async def run_flow(
     sessionmaker: async_sessionmaker[AsyncSession],
     region: str,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    outbox: StoreOutbox | None = None,
 ) -> IvrOutcome:
     """Run `flow` to its end; record the path and inputs on the interaction."""
     session, command = ivr.start(flow, bounded_caller_id(caller_number) or "", clock())
@@ -90,6 +91,7 @@ async def run_flow(
     await _record(
         sessionmaker,
         interaction_id,
+        outbox=outbox,
         ivr_path=list(session.path),
         ivr_inputs=dict(session.inputs),
         **({"customer_id": customer_id} if customer_id is not None else {}),
@@ -160,6 +162,7 @@ async def hand_to_routing(
     address: str | None,
     dnis: str,
     at: float,
+    outbox: StoreOutbox | None = None,
 ) -> None:
     """The flow queued the call: store the queue and what it asks of routing (kept for
     a later re-queue), and publish what the IVR gathered."""
@@ -172,6 +175,7 @@ async def hand_to_routing(
     await _record(
         sessionmaker,
         opened.interaction_id,
+        outbox=outbox,
         queue=queue,
         routing=contact_request.as_routing(priority, skills),
     )
@@ -197,10 +201,13 @@ async def record_ivr_path(
     interaction_id: int,
     path: list[str],
     inputs: dict[str, str],
+    outbox: StoreOutbox | None = None,
 ) -> None:
     """A call queued without the daemon's IVR: the path and inputs the dialplan attached,
     kept as a flow's would be. Never raises."""
-    await _record(sessionmaker, interaction_id, ivr_path=list(path), ivr_inputs=dict(inputs))
+    await _record(
+        sessionmaker, interaction_id, outbox=outbox, ivr_path=list(path), ivr_inputs=dict(inputs)
+    )
 
 
 async def record_ivr_end(
@@ -208,18 +215,29 @@ async def record_ivr_end(
     interaction_id: int,
     outcome: IvrOutcome,
     at: datetime,
+    outbox: StoreOutbox | None = None,
 ) -> None:
     """The call ended in the IVR (voicemail, transfer, hang-up): close its interaction.
     Never raises: the caller is already on their way."""
-    await _record(sessionmaker, interaction_id, ended_at=at, end_cause=f"ivr: {outcome.outcome}")
+    await _record(
+        sessionmaker,
+        interaction_id,
+        outbox=outbox,
+        ended_at=at,
+        end_cause=f"ivr: {outcome.outcome}",
+    )
 
 
 async def _record(
-    sessionmaker: async_sessionmaker[AsyncSession], interaction_id: int, **fields: object
+    sessionmaker: async_sessionmaker[AsyncSession],
+    interaction_id: int,
+    *,
+    outbox: StoreOutbox | None = None,
+    **fields: object,
 ) -> None:
     """Store what the IVR learnt; a failure is logged, never raised into the call."""
     try:
-        await update_contact(sessionmaker, interaction_id, **fields)
+        await update_contact(sessionmaker, interaction_id, outbox=outbox, **fields)
     except StoreError as exc:
         log.warning(
             "IVR could not record %s on interaction %s: %s",

@@ -68,7 +68,7 @@ from routing.events import (
     ContactTransferred,
     ContactUnheld,
 )
-from routing.intake import OpenedContact, open_contact
+from routing.intake import OpenedContact, StoreOutbox, open_contact
 from routing.ports import EventPublisher
 from routing.router import RoutingError
 from routing.telephony import TelephonyError
@@ -117,8 +117,11 @@ class AsteriskPbx:
         fast_intake: SqliteIntake | None = None,
         clock: Callable[[], float] = time.time,
         ivr_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        outbox: StoreOutbox | None = None,
     ) -> None:
         self.fast_intake = fast_intake
+        # Where contacts and their updates wait while the store cannot be written.
+        self.outbox = outbox
         self.pbx = pbx
         self.bus = bus
         self.sessionmaker = sessionmaker
@@ -196,6 +199,7 @@ class AsteriskPbx:
             sessionmaker=self.sessionmaker,
             region=self.region,
             clock=self.ivr_clock,
+            outbox=self.outbox,
         )
         await self._leave_ivr(env, channel, opened, outcome)
 
@@ -211,7 +215,11 @@ class AsteriskPbx:
             log.warning("FastAGI %s: %s (ignored)", env.network_script, problem)
         opened = await self._open(env, channel)
         await record_ivr_path(
-            self.sessionmaker, opened.interaction_id, request.path, request.inputs
+            self.sessionmaker,
+            opened.interaction_id,
+            request.path,
+            request.inputs,
+            outbox=self.outbox,
         )
         await self._leave_ivr(env, channel, opened, request.outcome)
 
@@ -227,6 +235,7 @@ class AsteriskPbx:
             external_id=env.get("agi_uniqueid"),
             at=self.clock(),
             fast=self.fast_intake,
+            outbox=self.outbox,
         )
         self._link(opened.interaction_id, env.get("agi_channel", ""), env.get("agi_uniqueid", ""))
         # First, so the dialplan (and whoever reads the channel) knows the interaction
@@ -254,6 +263,7 @@ class AsteriskPbx:
                     address=caller or None,
                     dnis=env.get("agi_extension", ""),
                     at=self.clock(),
+                    outbox=self.outbox,
                 )
                 return
             # Every other way out ends the contact here, whatever Asterisk does next.
@@ -263,6 +273,7 @@ class AsteriskPbx:
                 opened.interaction_id,
                 outcome,
                 datetime.fromtimestamp(self.clock(), UTC),
+                outbox=self.outbox,
             )
             if outcome.outcome == "caller_hangup":
                 return

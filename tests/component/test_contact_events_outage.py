@@ -13,7 +13,6 @@ from sqlalchemy.engine import make_url
 
 from contact_center.keys import DAEMON
 from crm_store.models import ContactEvent
-from routing.intake import outbox_for
 from tests.component.api_fixtures import Api
 from tests.component.test_routing_flow import _call, request, until
 
@@ -22,7 +21,7 @@ async def test_events_of_a_call_during_a_write_lock_are_stored_after_it(api: Api
     daemon = api.app[DAEMON]
     routing = daemon.routing
     assert routing is not None and daemon.sessionmaker is not None
-    outbox = outbox_for(daemon.sessionmaker)
+    outbox = daemon.outbox
     assert outbox is not None
     agent = await api.login("agent")
     supervisor = await api.login("supervisor")

@@ -200,10 +200,12 @@ async def live(
                     now[0] = deadline
                     await service.advance(deadline)
                     await bus.drain()
+                    await service.settle()
                 now[0] = max(now[0], BASE + at)
                 seen.clear()
                 pbx._on_ami_event(message)
                 await bus.drain()
+                await service.settle()
                 to_queue = [(e.call_id, e.queue) for e in seen if isinstance(e, CallQueued)]
                 for e in seen:
                     if isinstance(e, CallStarted):
@@ -237,11 +239,13 @@ async def live(
                     )
                     bus.publish(ContactQueued(opened.interaction_id, "voice", queue, now[0]))
                     await bus.drain()
+                    await service.settle()
         # What is still due after the last message (a wrap-up's end).
         while (deadline := service.router.next_deadline()) is not None:
             now[0] = deadline
             await service.advance(deadline)
             await bus.drain()
+            await service.settle()
         await service.writer.flush()
         async with sessionmaker() as db:
             rows = (

@@ -27,6 +27,7 @@ async def test_a_ring_unsent_during_an_ami_outage_is_offered_again_when_ami_is_b
         # The outage: the daemon's AMI link is down when the agent becomes ready.
         await ami.stop()
         await routing.set_status(rig.agent_id, "ready", None, actor=alice)
+        await routing.settle()  # the offer's delivery runs beside the request
         agent = routing.router.agents[rig.agent_id]
         contact = routing.router.contacts[contact_id]
         assert contact.offered_to is None  # withdrawn at once: nothing could ring
