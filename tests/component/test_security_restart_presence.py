@@ -81,9 +81,14 @@ async def test_without_a_desktop_within_the_grace_the_agent_goes_offline_audited
     assert routing.router.agents[agent_id].status == "offline"
     assert routing.contacts[interaction_id].state == "waiting"  # never offered to them
     assert daemon.sessionmaker is not None
-    async with daemon.sessionmaker() as db:
-        stored = (await agent_states.load_agent_states(db))[agent_id]
-        entries = await audit.list_entries(db, entity="user", entity_id=agent_id)
+    # The router knows first; the store has it once set_status's transaction commits.
+    for _ in range(60):
+        async with daemon.sessionmaker() as db:
+            stored = (await agent_states.load_agent_states(db))[agent_id]
+            entries = await audit.list_entries(db, entity="user", entity_id=agent_id)
+        if stored.status == "offline" and entries:
+            break
+        await asyncio.sleep(0.05)
     assert stored.status == "offline"
     entry = entries[0]
     assert (entry.action, entry.actor, entry.details["status"]) == (

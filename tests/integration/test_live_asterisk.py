@@ -21,6 +21,7 @@ from sqlalchemy import select
 
 from contact_center.app import make_app
 from contact_center.keys import DAEMON
+from contact_center.notifier import contact_message
 from crm_store import users
 from crm_store.actors import Actor
 from crm_store.models import Interaction
@@ -440,3 +441,32 @@ async def test_click_to_dial_from_a_local_device_is_answered_and_closed(
     assert contact is None or contact.state in ("wrap_up", "closed")
     assert str(interaction_id) not in b.daemon.routing.router.agents[agent_id].active
     assert not any("tb-answer" in c for c in await b.asterisk.channels())
+
+
+async def test_accept_on_a_phone_the_desktop_cannot_answer_is_a_state(bed: BedFactory) -> None:
+    """Issue 11, 10: a Local/ device cannot be answered from the desktop (no remote
+    answer): Accept is not an error; the contact says "pick up your phone" until the
+    phone is picked up, then it is talking as usual."""
+    b = await bed()
+    agent_id = await b.agent("alice", "Local/2001@tb-answer-late", {"support": 5})
+    routing = b.daemon.routing
+    await b.call("5551077", "2")
+
+    def offered() -> Any:
+        return next((c for c in routing.contacts.values() if c.state == "offered"), None)
+
+    async def is_offered() -> bool:
+        return offered() is not None
+
+    await b.until(is_offered, what="the offer")
+    contact = offered()
+    await routing.accept(agent_id, contact.interaction_id)  # no error
+    assert contact.accepted_at is not None
+    assert contact_message(contact)["pick_up"] is True
+
+    async def talking() -> bool:
+        return contact.state == "talking"
+
+    await b.until(talking, within=20, what="the late phone to answer")
+    assert contact.accepted_at is None and "pick_up" not in contact_message(contact)
+    assert contact.agent_id == agent_id
