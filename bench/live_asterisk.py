@@ -61,6 +61,7 @@ from adapters.ami.client import AmiClient  # noqa: E402
 from adapters.ami.framing import AmiMessage  # noqa: E402
 from bench.scratch_db import backend_name, describe_load, load_average, scratch_database  # noqa: E402
 from crm_store.models import Interaction, utcnow  # noqa: E402
+from tests.component.api_fixtures import FLOW  # noqa: E402  (the tests' flow: any hour)
 from tests.conftest import port_open  # noqa: E402
 from tests.integration.live_asterisk import (  # noqa: E402
     DAEMON_SECRET,
@@ -78,20 +79,6 @@ KEY_SESSIONS = 4  # AMI sessions that key the callers' digits (see open_keyers)
 TALK_SECONDS = 2.0  # TB_TALK_SECONDS of contrib/asterisk/testbed/extensions.conf
 BANNER = re.compile(r"Contact center is up: open (http://\S+)/login")
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-FLOW = """name: main
-start: welcome
-steps:
-  welcome: {type: play, prompt: welcome.wav, next: menu}
-  menu:
-    type: menu
-    prompt: menu.wav
-    choices: {"1": billing, "2": support}
-    retries: 1
-    invalid: support
-    timeout: support
-  billing: {type: queue, queue: billing}
-  support: {type: queue, queue: support}
-"""
 
 
 def cpu_seconds(pid: int) -> float:
