@@ -26,11 +26,13 @@ from adapters.asterisk.channel import VOICE
 from adapters.asterisk.pbx import AsteriskPbx
 from adapters.asterisk.settings import AgiConfig, AmiConfig, PbxConfig
 from adapters.channels import CHANNEL_SPECS
+from adapters.messaging.delivery import MessageDelivery
+from adapters.messaging.intake import MessageIntake
 from adapters.simasterisk import SimulatedAsterisk
 from adapters.simasterisk.controls import AGENT_PHONE, SimulatorControls, generate_calls
 from adapters.simasterisk.phones import Phones
 from adapters.simasterisk.traffic import TrafficModel
-from contact_center import heap, roster_sync
+from contact_center import heap, roster_sync, text_channels
 from contact_center.auth import revocation
 from contact_center.auth.passwords import LoginGate
 from contact_center.auth.ratelimit import LoginRateLimiter
@@ -106,6 +108,9 @@ class Daemon:
     # The simulator's controls (place a call, the caller hangs up), when the PBX is one.
     simulator: SimulatorControls | None = None
     routing: RoutingService | None = None
+    # Text channels: customers' messages in, agents' messages out (None: none running).
+    messages: MessageIntake | None = None
+    delivery: MessageDelivery | None = None
     flows: dict[str, Flow] = field(default_factory=dict)
     metrics: Metrics = field(init=False)
     sessions: SessionStore = field(init=False)
@@ -351,32 +356,6 @@ def routing_component(daemon: Daemon) -> Callable[[web.Application], AsyncIterat
     return ctx
 
 
-def channels_component(daemon: Daemon) -> Callable[[web.Application], AsyncIterator[None]]:
-    """Email, SMS and web chat: each can be switched off in config."""
-
-    async def ctx(_app: web.Application) -> AsyncIterator[None]:
-        channels = daemon.config.channels
-        for name, enabled in (
-            ("email", channels.email.enabled),
-            ("sms", channels.sms.enabled),
-            ("chat", channels.chat.enabled),
-        ):
-            if not enabled:
-                daemon.health.set(
-                    f"channel.{name}", "disabled", f"channels.{name}.enabled is false"
-                )
-            else:
-                daemon.health.set(
-                    f"channel.{name}",
-                    "down",
-                    "enabled in config",
-                    error=f"the {name} adapter is not part of this release yet",
-                )
-        yield
-
-    return ctx
-
-
 # --- web ----------------------------------------------------------------------
 
 
@@ -422,7 +401,8 @@ def make_app(config: Config) -> web.Application:
             routing_component(daemon),
             # Users changed by the CLI or another daemon reach this one's router.
             roster_sync.component(lambda: daemon.sessionmaker, lambda: daemon.routing),
-            channels_component(daemon),
+            # Email, SMS and web chat (contact_center/text_channels.py).
+            text_channels.text_channels_component(daemon, text_channels.ADAPTERS),
             # Last: freezes what start-up made, then keeps GC pauses short (heap.py).
             heap.component(config.gc),
         ]

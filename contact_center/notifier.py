@@ -48,6 +48,7 @@ def offer_message(contact: ContactInfo, offer: Offer, pop: Mapping[str, Any]) ->
         "channel": offer.channel,
         "queue": offer.queue,
         "address": contact.address,
+        "address_name": contact.address_name,
         "expires_at": offer.expires_at,
         "explanation": dict(offer.explanation),
         "ivr": {"path": contact.ivr_path, "inputs": contact.ivr_inputs},
@@ -103,3 +104,16 @@ class BrowserNotifier:
 
     def supervisors_connected(self) -> int:
         return self.hub.supervisors_connected()
+
+
+def conversation_message(
+    interaction_id: int, message: Mapping[str, Any], *, kind: str = "message"
+) -> dict[str, Any]:
+    """A message of a text contact, new (`message`) or with a new delivery state
+    (`message_status`), as the desktop's conversation panel takes it."""
+    return {"type": kind, "interaction_id": interaction_id, "message": dict(message)}
+
+
+def customer_typing_message(interaction_id: int) -> dict[str, Any]:
+    """The customer of a chat is typing."""
+    return {"type": "customer_typing", "interaction_id": interaction_id}

@@ -57,6 +57,9 @@ _ROWS: tuple[tuple[str, int, str], ...] = (
     ("store.not_found", 404, "the customer, user or request named does not exist"),
     ("store.conflict", 409, "the change breaks a uniqueness rule"),
     ("store.illegal_transition", 409, "a service request cannot move to the status asked"),
+    # Text channels (adapters/messaging)
+    ("channel.not_running", 409, "the contact's channel is not running on this daemon"),
+    ("channel.opted_out", 409, "the customer asked not to be contacted on this channel"),
     ("database.unavailable", 503, "the database is not answering (an outage); retry shortly"),
     # Routing (routing): the request cannot be honoured in the current state
     ("routing.error", 409, "a routing request refused (base of the routing ids)"),

@@ -81,9 +81,11 @@ def validated_new_row(
     queue: str | None = None,
     ivr_path: Sequence[Any] | None = None,
     ivr_inputs: Mapping[str, Any] | None = None,
+    address_name: str | None = None,
 ) -> dict[str, Any]:
     """The checked column values of a new interaction (shared by every way of storing one)."""
     return {
+        "address_name": clean_text(address_name, "address_name", 200),
         "channel": _check_choice(channel, "channel", CHANNELS),
         "direction": _check_choice(direction, "direction", DIRECTIONS),
         "external_id": clean_text(external_id, "external_id", 255),
@@ -107,10 +109,12 @@ async def record_interaction(
     queue: str | None = None,
     ivr_path: Sequence[Any] | None = None,
     ivr_inputs: Mapping[str, Any] | None = None,
+    address_name: str | None = None,
 ) -> Interaction:
     """Store a new interaction (a call, email, SMS or chat) as it starts."""
     interaction = Interaction(
         **validated_new_row(
+            address_name=address_name,
             channel=channel,
             direction=direction,
             external_id=external_id,

@@ -25,6 +25,18 @@ TIERS = ("bronze", "silver", "gold", "platinum")
 CONTACT_KINDS = ("phone", "email", "chat")
 CHANNELS = ("voice", "email", "sms", "chat")
 DIRECTIONS = ("inbound", "outbound")
+# A message's way: received from the customer; queued -> sending -> sent -> delivered (or
+# failed / undelivered) for what agents write.
+MESSAGE_STATUSES = (
+    "received",
+    "queued",
+    "sending",
+    "sent",
+    "delivered",
+    "read",
+    "failed",
+    "undelivered",
+)
 ROLES = ("agent", "supervisor", "admin")
 SR_STATUSES = ("new", "assigned", "in_progress", "feedback", "archived")
 OPEN_SR_STATUSES = ("new", "assigned", "in_progress", "feedback")
@@ -171,6 +183,9 @@ class Interaction(Base):
     external_id: Mapped[str | None] = mapped_column(String(255), index=True)
     # The address the contact came from or went to, as seen (caller id, email address).
     address: Mapped[str | None] = mapped_column(String(320))
+    # The name that came with it (caller id name, an email's From name, a chat's pre-chat
+    # form): shown on the pop of a customer the store does not know yet.
+    address_name: Mapped[str | None] = mapped_column(String(200))
     started_at: Mapped[datetime] = mapped_column(default=utcnow)
     offered_at: Mapped[datetime | None]
     answered_at: Mapped[datetime | None]
@@ -188,13 +203,18 @@ class Interaction(Base):
 
 
 class Message(Base):
-    """An email, SMS or chat body belonging to an interaction."""
+    """An email, SMS or chat message belonging to an interaction, either way."""
 
     __tablename__ = "messages"
     __table_args__ = (
         CheckConstraint(_in("direction", DIRECTIONS), name="direction"),
+        CheckConstraint(_in("status", MESSAGE_STATUSES), name="status"),
         # Provider ids make ingestion idempotent: the same email/SMS is never stored twice.
         UniqueConstraint("channel", "provider_id", name="uq_messages_channel_provider_id"),
+        # The conversation a new message joins: its thread's newest message.
+        Index("ix_messages_channel_thread", "channel", "thread_key", "id"),
+        # What the delivery loop sends next.
+        Index("ix_messages_status_next_attempt", "status", "next_attempt_at"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -208,6 +228,21 @@ class Message(Base):
     body: Mapped[str] = mapped_column(Text)
     provider_id: Mapped[str | None] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    sender_name: Mapped[str | None] = mapped_column(String(200))
+    recipient: Mapped[str | None] = mapped_column(String(320))
+    # The conversation: an email thread's first Message-ID, an SMS number, a chat's id.
+    thread_key: Mapped[str | None] = mapped_column(String(320))
+    # Email: the ids this one answers (In-Reply-To first, then References).
+    thread_refs: Mapped[list[str] | None] = mapped_column(JSON)
+    # Kept by reference: [{filename, content_type, size, ref, dropped}].
+    attachments: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(12), default="received")
+    # The agent who wrote it (outbound); None for the customer's and the daemon's own.
+    author_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(String(500))
+    status_at: Mapped[datetime | None]
 
 
 class ServiceRequest(Base):
@@ -327,3 +362,27 @@ class LoginSession(Base):
     expires_at: Mapped[datetime] = mapped_column(index=True)
     # The user's `sessions_valid_after` at login: an older one than the user's now is void.
     valid_after: Mapped[datetime | None]
+
+
+class OptOut(Base):
+    """A customer address that asked not to be contacted on a channel (an SMS STOP, the
+    do-not-call list): honoured by every sender and dialer."""
+
+    __tablename__ = "opt_outs"
+
+    channel: Mapped[str] = mapped_column(String(8), primary_key=True)
+    address: Mapped[str] = mapped_column(String(320), primary_key=True)
+    opted_out_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # What did it: the keyword the customer sent ("STOP"), or the user who added it.
+    source: Mapped[str | None] = mapped_column(String(64))
+
+
+class ChannelCursor(Base):
+    """Where a channel adapter is in its provider's stream (an IMAP mailbox's UIDVALIDITY
+    and last handled UID), so a restart neither re-reads nor skips anything."""
+
+    __tablename__ = "channel_cursors"
+
+    name: Mapped[str] = mapped_column(String(200), primary_key=True)
+    value: Mapped[dict[str, Any]] = mapped_column(JSON)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

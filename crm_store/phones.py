@@ -37,6 +37,23 @@ def bounded_caller_id(raw: object) -> str | None:
     return text
 
 
+MAX_NAME = 200  # interactions.address_name
+# What Asterisk and phones write when there is no name.
+_NO_NAME = frozenset({"unknown", "<unknown>", "anonymous", "unavailable"})
+
+
+def clean_name(raw: object) -> str | None:
+    """A caller id name or a sender's display name, safe to store and show: as
+    `bounded_caller_id`, cut to MAX_NAME; None for empty and Asterisk's `<unknown>`."""
+    if not isinstance(raw, str):
+        return None
+    text = "".join(" " if unicodedata.category(ch)[0] == "C" else ch for ch in raw[: MAX_NAME * 4])
+    text = " ".join(text.split())[:MAX_NAME].strip()
+    if not text or text.lower() in _NO_NAME:
+        return None
+    return text
+
+
 @lru_cache(maxsize=65536)
 def normalize_phone(raw: str, region: str) -> str:
     """Return `raw` as E.164 ("+442079460018"), read in `region` when national."""

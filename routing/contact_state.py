@@ -36,6 +36,7 @@ class ContactInfo:
     held_since: float | None = None
     hold_total: float = 0.0
     ended_at: float | None = None
+    address_name: str | None = None
 
     def public(self) -> dict[str, Any]:
         """As the desktop shows it."""
@@ -44,6 +45,7 @@ class ContactInfo:
             "channel": self.channel,
             "queue": self.queue,
             "address": self.address,
+            "address_name": self.address_name,
             "customer_id": self.customer_id,
             "state": self.state,
         }

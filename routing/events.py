@@ -32,6 +32,8 @@ class ContactQueued:
     ivr_inputs: dict[str, Any] = field(default_factory=dict)
     # Set when a waiting contact is rebuilt after a restart: it keeps its place.
     enqueued_at: float | None = None
+    # The name that came with the contact (caller id name, From name, pre-chat form).
+    address_name: str | None = None
 
 
 @bus_event("contact.answered", version=1)

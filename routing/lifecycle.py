@@ -21,7 +21,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
-from crm_store.phones import bounded_caller_id
+from crm_store.phones import bounded_caller_id, clean_name
 from routing import contact_request
 from routing.channels import Capability
 from routing.contact_state import ContactBook, ContactInfo
@@ -82,6 +82,7 @@ class ContactLifeCycle(ContactBook):
             channel=event.channel,
             queue=event.queue,
             address=address,
+            address_name=clean_name(event.address_name),
             customer_id=event.customer_id,
             enqueued_at=enqueued_at,
             queue_entered_at=event.at,

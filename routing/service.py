@@ -420,6 +420,11 @@ class RoutingService(AgentRoster, AgentRequests):
         """One agent as the desktop and the wallboard show them."""
         return self.view.agent(agent_id, self.clock() if now is None else now)
 
+    def agent_on(self, interaction_id: int) -> int | None:
+        """The agent the contact is offered to or handled by now, if any."""
+        info = self.life.contacts.get(interaction_id)
+        return None if info is None else info.agent_id
+
     # --- helpers ------------------------------------------------------------------
 
     async def _pop(self, info: ContactInfo) -> dict[str, Any]:

@@ -9,13 +9,22 @@ from __future__ import annotations
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
+from adapters.messaging.delivery import queue_reply
 from contact_center.keys import DAEMON
 from contact_center.web import access
 from contact_center.web.context import actor_of, transaction
 from contact_center.web.errors import ApiError, path_int, read_body
 from contact_center.web.routes import ANY_USER, RouteSpec
 from contact_center.web.serialize import interaction_json, message_json
-from crm_store import audit, interactions
+from crm_store import audit, interactions, opt_outs
+
+
+class Reply(BaseModel):
+    """What an agent writes to the customer of an email, SMS or chat contact."""
+
+    model_config = ConfigDict(extra="forbid")
+    body: str = Field(min_length=1, max_length=100_000)
+    subject: str | None = Field(default=None, max_length=998)
 
 
 class WrapUp(BaseModel):
@@ -49,6 +58,47 @@ async def messages(request: web.Request) -> web.Response:
         found = await interactions.list_messages(db, interaction_id)
         payload = [message_json(m) for m in found]
     return web.json_response({"messages": payload})
+
+
+async def reply(request: web.Request) -> web.Response:
+    """Queue a message to the contact's customer on its channel (agents: their own
+    contacts); 202 with the stored message, `queued` until its channel sends it."""
+    interaction_id = path_int(request, "interaction_id")
+    body = await read_body(request, Reply)
+    daemon = request.app[DAEMON]
+    actor = actor_of(request)
+    if daemon.routing is not None:
+        await daemon.routing.writer.flush()  # who has the contact is written behind
+    scope = await access.read_scope(request)
+    async with transaction(request) as db:
+        ix = await access.readable_interaction(scope, db, interaction_id)
+        if actor.role == "agent" and ix.agent_id != actor.user_id:
+            raise ApiError(403, "auth.forbidden", "an agent answers only their own contacts")
+        delivery = daemon.delivery
+        if delivery is None or ix.channel not in delivery.senders:
+            raise ApiError(
+                409, "channel.not_running", f"the {ix.channel} channel is not running here"
+            )
+        if await opt_outs.is_opted_out(db, ix.channel, ix.address or ""):
+            raise ApiError(
+                409,
+                "channel.opted_out",
+                f"{ix.address} asked not to be contacted by {ix.channel} (opted out)",
+            )
+        message = await queue_reply(
+            db,
+            interaction_id,
+            body=body.body,
+            subject=body.subject,
+            author_id=actor.user_id,
+            provider_id=delivery.new_provider_id(ix.channel),
+        )
+        await audit.record(
+            db, actor, "message.queued", "interaction", ix.id, {"message_id": message.id}
+        )
+        payload = message_json(message)
+    delivery.wake()
+    return web.json_response(payload, status=202)
 
 
 async def wrap_up(request: web.Request) -> web.Response:
@@ -86,5 +136,8 @@ BASE = "/api/v1/interactions/{interaction_id}"
 ROUTES = [
     RouteSpec("GET", BASE, read, ANY_USER, "Read an interaction"),
     RouteSpec("GET", BASE + "/messages", messages, ANY_USER, "Messages of an interaction"),
+    RouteSpec(
+        "POST", BASE + "/messages", reply, ANY_USER, "Write to the customer", body=Reply, status=202
+    ),
     RouteSpec("POST", BASE + "/wrap-up", wrap_up, ANY_USER, "Wrap up a contact", body=WrapUp),
 ]

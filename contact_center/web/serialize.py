@@ -71,6 +71,9 @@ def interaction_json(ix: Interaction) -> dict[str, Any]:
     }
 
 
+_NOT_SENT = ("failed", "undelivered", "queued")
+
+
 def message_json(message: Message) -> dict[str, Any]:
     """An email, SMS or chat message."""
     return {
@@ -83,6 +86,15 @@ def message_json(message: Message) -> dict[str, Any]:
         "body": message.body,
         "provider_id": message.provider_id,
         "created_at": iso(message.created_at),
+        "sender_name": message.sender_name,
+        "recipient": message.recipient,
+        "attachments": message.attachments or [],
+        "status": message.status,
+        "status_at": iso(message.status_at),
+        # Why it is not sent (yet): shown to the agent, never dropped.
+        "error": message.last_error if message.status in _NOT_SENT else None,
+        "attempts": message.attempts,
+        "author_id": message.author_id,
     }
 
 

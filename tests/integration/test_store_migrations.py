@@ -43,7 +43,7 @@ async def test_fresh_upgrade_matches_the_models(fresh_url: str) -> None:
     assert await migrate.current_revision(fresh_url) is None
     assert not await migrate.is_up_to_date(fresh_url)
     await migrate.upgrade(fresh_url)
-    assert await migrate.current_revision(fresh_url) == migrate.head_revision() == "0005"
+    assert await migrate.current_revision(fresh_url) == migrate.head_revision() == "0006"
     assert await migrate.is_up_to_date(fresh_url)
     assert await _on_connection(fresh_url, _diff) == []
 
@@ -99,7 +99,7 @@ def test_command_line_from_another_directory(tmp_path: Path) -> None:
         [*run, "upgrade", url], cwd=tmp_path, env=env, capture_output=True, text=True
     )
     assert done.returncode == 0, done.stderr
-    assert "at 0005" in done.stdout
+    assert "at 0006" in done.stdout
     check = subprocess.run([*run, "check", url], cwd=tmp_path, env=env, capture_output=True)
     assert check.returncode == 0, check.stderr
 
@@ -126,7 +126,7 @@ async def test_upgrade_from_0001_keeps_every_row(fresh_url: str) -> None:
                 )
             )
         await migrate.upgrade(fresh_url)
-        assert await migrate.current_revision(fresh_url) == "0005"
+        assert await migrate.current_revision(fresh_url) == migrate.head_revision()
         async with engine.connect() as conn:
             names = (await conn.execute(text("SELECT username FROM users"))).scalars().all()
             states = (await conn.execute(text("SELECT count(*) FROM agent_states"))).scalar()
@@ -178,10 +178,56 @@ async def test_login_sessions_down_to_0004_and_up_again(fresh_url: str) -> None:
             names = (await conn.execute(text("SELECT username FROM users"))).scalars().all()
         assert list(names) == ["kept"]
         await migrate.upgrade(fresh_url)
-        assert await migrate.current_revision(fresh_url) == "0005"
+        assert await migrate.current_revision(fresh_url) == migrate.head_revision()
         assert await _on_connection(fresh_url, _diff) == []
         async with engine.connect() as conn:
             count = (await conn.execute(text("SELECT count(*) FROM login_sessions"))).scalar()
         assert count == 0
+    finally:
+        await engine.dispose()
+
+
+async def test_messages_keep_their_rows_through_0006_and_back(fresh_url: str) -> None:
+    """0006 gives stored messages a delivery state (outbound: sent, inbound: received) and
+    keeps every row; down to 0005 keeps the bodies and drops only the new columns."""
+    await migrate.upgrade(fresh_url, "0005")
+    engine = make_engine(fresh_url)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(
+                text(
+                    "INSERT INTO interactions (id, channel, direction, started_at) VALUES"
+                    " (1, 'email', 'inbound', CURRENT_TIMESTAMP)"
+                )
+            )
+            for n, direction in ((1, "inbound"), (2, "outbound")):
+                await conn.execute(
+                    text(
+                        "INSERT INTO messages (id, interaction_id, channel, direction, body,"
+                        f" provider_id, created_at) VALUES ({n}, 1, 'email', '{direction}',"
+                        f" 'body {n}', 'id-{n}', CURRENT_TIMESTAMP)"
+                    )
+                )
+        await migrate.upgrade(fresh_url)
+        assert await _on_connection(fresh_url, _diff) == []
+        async with engine.connect() as conn:
+            rows = (
+                await conn.execute(text("SELECT id, status, attempts FROM messages ORDER BY id"))
+            ).all()
+        assert [tuple(r) for r in rows] == [(1, "received", 0), (2, "sent", 0)]
+
+        def down(connection: Connection) -> list[str]:
+            command.downgrade(migrate.alembic_config(fresh_url, connection), "0005")
+            return sorted(inspect(connection).get_table_names())
+
+        tables = await _on_connection(fresh_url, down)
+        assert "opt_outs" not in tables and "channel_cursors" not in tables
+        async with engine.connect() as conn:
+            bodies = (
+                (await conn.execute(text("SELECT body FROM messages ORDER BY id"))).scalars().all()
+            )
+        assert list(bodies) == ["body 1", "body 2"]
+        await migrate.upgrade(fresh_url)
+        assert await _on_connection(fresh_url, _diff) == []
     finally:
         await engine.dispose()

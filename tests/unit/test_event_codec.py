@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 import adapters.ami.events
+import adapters.messaging.events
 import routing.events
 from crm_store.error_ids import status_of
 from crm_store.errors import ContactCenterError
@@ -35,7 +36,11 @@ from routing.event_codec import (
 from routing.events import ContactEnded, ContactQueued
 
 # Every module that defines bus events; a new one is added here (the last test says so).
-EVENT_MODULES: tuple[ModuleType, ...] = (routing.events, adapters.ami.events)
+EVENT_MODULES: tuple[ModuleType, ...] = (
+    routing.events,
+    adapters.ami.events,
+    adapters.messaging.events,
+)
 
 
 def _event_classes(module: ModuleType) -> list[type]:

@@ -1,15 +1,20 @@
 // The agent desktop: status, offers with a countdown, the screen pop, call controls,
 // wrap-up, and the agent's service requests. Messages: see the README's WebSocket section.
 import { call, whoAmI, el, duration, LiveSocket, ApiError } from "/static/api.js";
+import { Conversation } from "/static/conversation.js";
 
 const $ = (id) => document.getElementById(id);
 const state = {
-  me: null, settings: null, agent: null, offers: new Map(), contact: null, pop: null,
+  me: null, settings: null, agent: null, offers: new Map(), pop: null,
+  // Every contact the agent has at once (a call, chats, emails), by interaction id, and
+  // the one shown; text contacts have their conversation.
+  contacts: new Map(), selected: null, conversations: new Map(),
   stateSince: Date.now() / 1000, wrapUpUntil: null, clockSkew: 0,
 };
 let socket = null;
 
 function now() { return Date.now() / 1000 + state.clockSkew; }
+function current() { return state.contacts.get(state.selected) || null; }
 
 async function start() {
   state.me = await whoAmI();
@@ -48,6 +53,8 @@ function onMessage(message) {
     case "offer_ended": removeOffer(message.offer_id); break;
     case "contact": showContact(message); break;
     case "service_requests_changed": loadMyRequests(); break;
+    case "message": case "message_status": onConversationMessage(message); break;
+    case "customer_typing": onCustomerTyping(message.interaction_id); break;
   }
 }
 
@@ -96,12 +103,18 @@ function renderOffers() {
     const why = offer.explanation || {};
     box.append(el("div", { class: "offer", "data-offer": offer.offer_id },
       el("strong", {}, `${offer.channel} · ${offer.queue}`), " ",
-      el("span", {}, offer.address || ""), " ",
+      el("span", { class: "offer-from" }, who(offer)), " ",
       el("span", { class: "countdown", "data-expires": offer.expires_at }, ""),
       el("div", { class: "muted why" }, explain(why)),
       el("button", { class: "primary accept", onclick: () => respond("accept_offer", offer) }, "Accept"), " ",
       el("button", { class: "reject", onclick: () => respond("reject_offer", offer) }, "Reject")));
   }
+}
+
+// "Zhang Wei <+4477...>", or the address alone when no name came with it.
+function who(contact) {
+  const address = contact.address || "";
+  return contact.address_name ? `${contact.address_name} <${address}>` : address;
 }
 
 function explain(why) {
@@ -118,16 +131,57 @@ async function respond(type, offer) {
 }
 
 function showContact(contact) {
-  const box = $("contact");
-  if (contact.state === "ended" || contact.state === "closed") {
-    if (state.contact && state.contact.interaction_id === contact.interaction_id && contact.state === "closed") state.contact = null;
+  const id = contact.interaction_id;
+  if (contact.state === "closed") {
+    state.contacts.delete(id);
+    state.conversations.delete(id);
+    if (state.selected === id) state.selected = state.contacts.size ? [...state.contacts.keys()].at(-1) : null;
+  } else {
+    const isNew = !state.contacts.has(id);
+    state.contacts.set(id, contact);
+    if (isNew || state.selected === null) state.selected = id;
+    if ((contact.actions || []).includes("reply") && !state.conversations.has(id)) {
+      const conversation = new Conversation(contact);
+      state.conversations.set(id, conversation);
+      conversation.loaded.then(() => { if (state.selected === id) renderContact(); }).catch(() => null);
+    }
   }
-  state.contact = contact.state === "closed" ? null : contact;
+  renderContact();
+}
+
+function select(id) {
+  state.selected = id;
+  renderContact();
+  const contact = current();
+  if (contact && contact.customer_id) refreshPop(contact.customer_id).catch(() => null);
+}
+
+function renderTabs() {
+  const tabs = $("contact-tabs");
+  tabs.replaceChildren();
+  tabs.classList.toggle("hidden", state.contacts.size < 2);
+  for (const [id, c] of state.contacts) {
+    const unread = state.conversations.get(id)?.unread || 0;
+    tabs.append(el("button", { role: "tab", "aria-selected": String(id === state.selected), "data-tab": id,
+      onclick: () => select(id) }, `${c.channel} · ${c.address || ""}`,
+      unread ? el("span", { class: "unread" }, String(unread)) : null));
+  }
+}
+
+function renderContact() {
+  renderTabs();
+  const contact = current();
+  const box = $("contact");
   box.replaceChildren();
   const controls = $("call-controls");
-  if (!state.contact) { box.append(el("p", { class: "muted" }, "No contact.")); controls.classList.add("hidden"); return; }
+  const talk = $("conversation");
+  if (!contact) {
+    box.append(el("p", { class: "muted" }, "No contact."));
+    controls.classList.add("hidden"); talk.classList.add("hidden"); $("wrap-up-card").classList.add("hidden");
+    return;
+  }
   box.append(el("p", { id: "contact-state", "data-state": contact.state },
-    `${contact.channel} · ${contact.address || ""} · ${contact.state}`));
+    `${contact.channel} · ${who(contact)} · ${contact.state}`));
   if (contact.pick_up) {
     // Accepted here; this phone cannot be answered from the desktop.
     box.append(el("p", { id: "pick-up", class: "notice" }, "Accepted: pick up your phone to answer."));
@@ -139,15 +193,38 @@ function showContact(contact) {
   $("hold").classList.toggle("hidden", !can.has("hold") || contact.state === "held");
   $("unhold").classList.toggle("hidden", !can.has("hold") || contact.state !== "held");
   $("hangup").classList.toggle("hidden", !can.has("hangup"));
+  $("hangup").textContent = can.has("reply") ? "Close" : "Hang up";
   for (const id of ["transfer", "transfer-target"]) $(id).classList.toggle("hidden", !can.has("transfer"));
+  const conversation = state.conversations.get(contact.interaction_id);
+  talk.classList.toggle("hidden", !conversation);
+  if (conversation) conversation.render(talk, () => renderContact());
   const wrapping = ["ended", "wrap_up"].includes(contact.state);
   $("wrap-up-card").classList.toggle("hidden", !wrapping);
-  if (!$("sr-title").value && contact.address) $("sr-title").value = "";
+}
+
+function onConversationMessage(message) {
+  const conversation = state.conversations.get(message.interaction_id);
+  if (!conversation) return;
+  conversation.update(message.message, state.selected !== message.interaction_id);
+  if (state.selected === message.interaction_id) {
+    // Keep what the agent is typing: re-render only the list when the composer has text.
+    const draft = $("reply-body") ? $("reply-body").value : "";
+    renderContact();
+    if (draft && $("reply-body")) $("reply-body").value = draft;
+  } else renderTabs();
+}
+
+function onCustomerTyping(interactionId) {
+  const conversation = state.conversations.get(interactionId);
+  if (!conversation) return;
+  conversation.customerTypingUntil = Date.now() + 4000;
+  if (state.selected === interactionId && $("customer-typing")) $("customer-typing").textContent = "The customer is typing…";
 }
 
 async function callAction(action, target) {
-  if (!state.contact) return;
-  try { await socket.request("call_action", { interaction_id: state.contact.interaction_id, action, target: target || null }); }
+  const contact = current();
+  if (!contact) return;
+  try { await socket.request("call_action", { interaction_id: contact.interaction_id, action, target: target || null }); }
   catch (e) { alert(e.message); }
 }
 
@@ -158,8 +235,9 @@ async function dial(number) {
 }
 
 async function saveWrapUp() {
-  if (!state.contact) return;
-  const id = state.contact.interaction_id;
+  const contact = current();
+  if (!contact) return;
+  const id = contact.interaction_id;
   $("wrap-up-error").textContent = "";
   try {
     const body = { disposition: $("disposition").value, notes: $("wrap-up-notes").value || null };
@@ -190,8 +268,9 @@ function showPop(pop, context) {
   const ivr = context && context.ivr;
   if (!pop.customer) {
     const number = context ? context.address : "";
-    box.append(el("p", { id: "pop-unknown" }, `Unknown ${pop.looked_up_by === "email" ? "sender" : "caller"} ${number || ""}`),
-      createCustomerForm(number, pop.looked_up_by),
+    const named = context && context.address_name ? ` (${context.address_name})` : "";
+    box.append(el("p", { id: "pop-unknown" }, `Unknown ${pop.looked_up_by === "email" ? "sender" : "caller"} ${number || ""}${named}`),
+      createCustomerForm(number, pop.looked_up_by, context ? context.address_name : ""),
       el("p", { class: "muted" }, "Or find an existing customer on the right and link them."));
   } else {
     const c = pop.customer;
@@ -218,8 +297,8 @@ function showPop(pop, context) {
       el("td", {}, i.disposition || ""), el("td", {}, i.notes || "")))))); 
 }
 
-function createCustomerForm(address, kind) {
-  const name = el("input", { placeholder: "Name", id: "new-customer-name", required: true });
+function createCustomerForm(address, kind, suggestedName) {
+  const name = el("input", { placeholder: "Name", id: "new-customer-name", required: true, value: suggestedName || "" });
   const contact = el("input", { value: address || "", id: "new-customer-contact" });
   const error = el("p", { class: "error" });
   return el("form", { id: "create-customer", onsubmit: async (e) => {
@@ -234,8 +313,9 @@ function createCustomerForm(address, kind) {
 }
 
 async function linkCustomer(customerId) {
-  if (state.contact) {
-    await socket.request("link_customer", { interaction_id: state.contact.interaction_id, customer_id: customerId }).catch(() => null);
+  const contact = current();
+  if (contact) {
+    await socket.request("link_customer", { interaction_id: contact.interaction_id, customer_id: customerId }).catch(() => null);
   }
   await refreshPop(customerId);
 }
@@ -247,7 +327,7 @@ async function search() {
   for (const c of result.customers) {
     rows.append(el("tr", {}, el("td", {}, c.name), el("td", {}, c.company || ""),
       el("td", {}, c.contact_points.map((p) => p.value).join(", ")),
-      el("td", {}, el("button", { onclick: () => linkCustomer(c.id) }, state.contact ? "Link" : "Open"))));
+      el("td", {}, el("button", { onclick: () => linkCustomer(c.id) }, current() ? "Link" : "Open"))));
   }
   if (!result.customers.length) rows.append(el("tr", {}, el("td", { class: "muted" }, "Nobody found.")));
 }

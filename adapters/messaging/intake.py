@@ -1,0 +1,201 @@
+"""A customer's message in: stored once, joined to its conversation, routed when new.
+
+One transaction stores the message and, when it opens a conversation, its interaction:
+a crash leaves either both or neither, and the provider's retry (IMAP re-fetch, a
+Twilio webhook retried, a chat frame re-sent) finds the message stored and does nothing.
+A message joins the newest contact of its conversation while that contact is open (an
+email reply by its references or the token in our reply address, an SMS by the
+customer's number, a chat by its id); otherwise it opens a new contact, queued for an
+agent like a call. Routing is told after the commit: a contact it never heard of
+(the daemon stopped in between) is rebuilt from the store on the next start, as every
+text channel declares (`restored_from_store`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from adapters.messaging.events import MessageReceived
+from adapters.messaging.model import InboundMessage, Received
+from crm_store import customers, messages
+from crm_store.errors import InvalidData, NotFound
+from crm_store.interactions import get_interaction, record_interaction
+from crm_store.messages import AttachmentRow
+from crm_store.models import Interaction
+from routing.channels import ChannelSpec
+from routing.events import ContactQueued
+from routing.outbox import StoreOutbox, StoreUnavailable
+from routing.ports import EventPublisher
+
+
+@dataclass(frozen=True, slots=True)
+class TextChannelRoute:
+    """Where a channel's new conversations wait, unless the message says otherwise."""
+
+    queue: str
+    priority: int = 0
+
+
+class MessageIntake:
+    """The `MessageSink` every text channel adapter hands its customers' messages to."""
+
+    def __init__(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        bus: EventPublisher,
+        *,
+        specs: Mapping[str, ChannelSpec],
+        routes: Mapping[str, TextChannelRoute],
+        region: str,
+        outbox: StoreOutbox | None = None,
+        # An email thread token (in our reply address or subject) -> its interaction id.
+        read_token: Callable[[str], int | None] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.sessionmaker = sessionmaker
+        self.bus = bus
+        self.specs = specs
+        self.routes = routes
+        self.region = region
+        self.outbox = outbox
+        self.read_token = read_token
+        self.clock = clock
+        # Two messages of one conversation at once must not open two contacts: one of a
+        # few locks per conversation (striped: bounded however many conversations run).
+        self._locks = [asyncio.Lock() for _ in range(32)]
+        self.received = 0
+        self.duplicates = 0
+
+    async def receive(self, message: InboundMessage) -> Received:
+        """Store `message` and route it (see the module docstring)."""
+        spec = self.specs.get(message.channel)
+        if spec is None or message.channel not in self.routes:
+            raise InvalidData(f"channel {message.channel!r} is not running")
+        if self.outbox is not None and self.outbox.holding:
+            # Contacts held for the store take ids this one would collide with; the
+            # provider keeps the message and gives it again (nothing is lost).
+            raise StoreUnavailable("the store is not taking writes; try again shortly")
+        first_ref = message.thread_refs[0] if message.thread_refs else message.sender
+        async with self._locks[hash((message.channel, first_ref)) % len(self._locks)]:
+            received, queued = await self._store(message, spec)
+        if received.duplicate:
+            self.duplicates += 1
+            return received
+        self.received += 1
+        if queued is not None:
+            self.bus.publish(queued)
+        else:
+            self.bus.publish(
+                MessageReceived(
+                    received.interaction_id, received.message_id, message.channel, self.clock()
+                )
+            )
+        return received
+
+    async def _store(
+        self, message: InboundMessage, spec: ChannelSpec
+    ) -> tuple[Received, ContactQueued | None]:
+        at = datetime.fromtimestamp(message.received_at, UTC)
+        async with self.sessionmaker.begin() as session:
+            known = await messages.stored(session, message.channel, message.provider_id)
+            if known is not None:
+                return Received(known.interaction_id, known.id, False, duplicate=True), None
+            thread_key, current = await self._conversation(session, message)
+            queued: ContactQueued | None = None
+            if current is None or current.ended_at is not None:
+                current, queued = await self._open(session, message, spec, thread_key, at)
+            stored = await messages.add_inbound(
+                session,
+                current.id,
+                channel=message.channel,
+                provider_id=message.provider_id,
+                sender=message.sender,
+                sender_name=message.sender_name,
+                recipient=message.recipient,
+                subject=message.subject,
+                body=message.body,
+                thread_key=thread_key,
+                thread_refs=message.thread_refs,
+                attachments=[
+                    AttachmentRow(a.filename, a.content_type, a.size, a.ref, a.dropped)
+                    for a in message.attachments
+                ],
+                at=at,
+            )
+            return Received(current.id, stored.id, queued is not None), queued
+
+    async def _conversation(
+        self, session: AsyncSession, message: InboundMessage
+    ) -> tuple[str, Interaction | None]:
+        """The conversation's key, and its newest contact when it has one."""
+        channel = message.channel
+        if message.thread_token and self.read_token is not None:
+            interaction_id = self.read_token(message.thread_token)
+            if interaction_id is not None:
+                try:
+                    found = await get_interaction(session, interaction_id)
+                except NotFound:
+                    found = None
+                if found is not None and found.channel == channel:
+                    named = found.external_id or message.provider_id
+                    newest = await messages.latest_in_thread(session, channel, named)
+                    return named, newest or found
+        key: str | None
+        if message.thread_refs:
+            key = await messages.thread_of(session, channel, message.thread_refs)
+            if key is None and channel != "email":
+                key = message.thread_refs[0]  # a chat's id: the conversation is named
+        else:
+            key = None if channel == "email" else message.sender
+        if key is None:
+            return message.provider_id, None  # a new email thread starts with this one
+        return key, await messages.latest_in_thread(session, channel, key)
+
+    async def _open(
+        self,
+        session: AsyncSession,
+        message: InboundMessage,
+        spec: ChannelSpec,
+        thread_key: str,
+        at: datetime,
+    ) -> tuple[Interaction, ContactQueued]:
+        """A new contact for the conversation, and what routing is told of it."""
+        route = self.routes[message.channel]
+        customer = None
+        if message.sender:
+            try:
+                customer = await customers.find_customer_by_contact(
+                    session, spec.address_kind, message.sender, self.region
+                )
+            except InvalidData:
+                customer = None  # an address the store cannot normalise: nobody to find
+        queue = message.queue or route.queue
+        interaction = await record_interaction(
+            session,
+            channel=message.channel,
+            customer_id=customer.id if customer else None,
+            external_id=thread_key,
+            address=message.sender,
+            address_name=message.sender_name,
+            started_at=at,
+            queue=queue,
+        )
+        queued = ContactQueued(
+            interaction_id=interaction.id,
+            channel=message.channel,
+            queue=queue,
+            at=message.received_at,
+            address=message.sender,
+            address_name=message.sender_name,
+            customer_id=customer.id if customer else None,
+            tier=customer.tier if customer else None,
+            priority=message.priority or route.priority,
+            skills=dict(message.skills),
+        )
+        return interaction, queued

@@ -1,0 +1,137 @@
+"""Email, SMS and web chat in the daemon: the message intake and delivery loop, each
+enabled channel's adapter, and what the agents' desktops hear of their conversations.
+
+Each channel is switched on in config (`channels.<name>.enabled`); an enabled channel
+whose adapter cannot start (no IMAP server, say) shows `down` with the reason on /status
+and retries on its own, while the others run.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from adapters.channels import CHANNEL_SPECS
+from adapters.messaging.delivery import MessageDelivery
+from adapters.messaging.events import CustomerTyping, MessageReceived, MessageStatusChanged
+from adapters.messaging.intake import MessageIntake, TextChannelRoute
+from adapters.messaging.model import MessageSender
+from contact_center.config import ChatChannelConfig, EmailChannelConfig, SmsChannelConfig
+from contact_center.notifier import conversation_message, customer_typing_message
+from contact_center.web.serialize import message_json
+from crm_store.models import Message
+
+if TYPE_CHECKING:
+    from contact_center.app import Daemon
+
+log = logging.getLogger(__name__)
+
+TEXT_CHANNELS = ("email", "sms", "chat")
+AdapterStart = Callable[["Daemon", MessageIntake], Awaitable[Any]]
+# Each channel's adapter: started with the intake, has `.sender` and `async stop()`.
+ADAPTERS: dict[str, AdapterStart] = {}
+
+
+def enabled_channels(daemon: Daemon) -> dict[str, Any]:
+    """The text channels switched on in config, with their config sections."""
+    channels = daemon.config.channels
+    sections: dict[str, EmailChannelConfig | SmsChannelConfig | ChatChannelConfig] = {
+        "email": channels.email,
+        "sms": channels.sms,
+        "chat": channels.chat,
+    }
+    return {name: section for name, section in sections.items() if section.enabled}
+
+
+class ConversationFeed:
+    """Pushes each text contact's messages and their delivery states to the desktop of
+    the agent on the contact (and the message's author, if that is someone else)."""
+
+    def __init__(self, daemon: Daemon) -> None:
+        self.daemon = daemon
+
+    def _recipients(self, interaction_id: int, author_id: int | None) -> set[int]:
+        routing = self.daemon.routing
+        agent = routing.agent_on(interaction_id) if routing is not None else None
+        return {a for a in (agent, author_id) if a is not None}
+
+    async def _push(self, interaction_id: int, message_id: int, kind: str) -> None:
+        assert self.daemon.sessionmaker is not None
+        async with self.daemon.sessionmaker() as session:
+            row = await session.get(Message, message_id)
+            if row is None:
+                return
+            payload = message_json(row)
+        for agent_id in self._recipients(interaction_id, row.author_id):
+            self.daemon.hub.to_agent(
+                agent_id, conversation_message(interaction_id, payload, kind=kind)
+            )
+
+    async def on_received(self, event: MessageReceived) -> None:
+        await self._push(event.interaction_id, event.message_id, "message")
+
+    async def on_status(self, event: MessageStatusChanged) -> None:
+        await self._push(event.interaction_id, event.message_id, "message_status")
+
+    async def on_typing(self, event: CustomerTyping) -> None:
+        for agent_id in self._recipients(event.interaction_id, None):
+            self.daemon.hub.to_agent(agent_id, customer_typing_message(event.interaction_id))
+
+
+def text_channels_component(
+    daemon: Daemon,
+    adapters: dict[str, AdapterStart] | None = None,
+) -> Callable[[web.Application], AsyncIterator[None]]:
+    """Starts the intake, the delivery loop and each enabled channel's adapter."""
+
+    async def ctx(_app: web.Application) -> AsyncIterator[None]:
+        assert daemon.sessionmaker is not None
+        enabled = enabled_channels(daemon)
+        for name in TEXT_CHANNELS:
+            if name not in enabled:
+                daemon.health.set(
+                    f"channel.{name}", "disabled", f"channels.{name}.enabled is false"
+                )
+        specs = {spec.name: spec for spec in CHANNEL_SPECS if spec.name in TEXT_CHANNELS}
+        routes = {name: TextChannelRoute(queue=section.queue) for name, section in enabled.items()}
+        intake = MessageIntake(
+            daemon.sessionmaker,
+            daemon.bus,
+            specs=specs,
+            routes=routes,
+            region=daemon.config.database.default_region,
+            outbox=daemon.outbox,
+        )
+        senders: dict[str, MessageSender] = {}
+        running: list[Any] = []
+        for name in enabled:
+            start = (adapters or {}).get(name)
+            if start is None:
+                daemon.health.set(
+                    f"channel.{name}",
+                    "down",
+                    "enabled in config",
+                    error=f"the {name} adapter is not part of this release yet",
+                )
+                continue
+            adapter = await start(daemon, intake)
+            running.append(adapter)
+            senders[name] = adapter.sender
+        delivery = MessageDelivery(daemon.sessionmaker, daemon.bus, senders)
+        feed = ConversationFeed(daemon)
+        daemon.bus.subscribe(MessageReceived, feed.on_received)
+        daemon.bus.subscribe(MessageStatusChanged, feed.on_status)
+        daemon.bus.subscribe(CustomerTyping, feed.on_typing)
+        daemon.messages, daemon.delivery = intake, delivery
+        delivery.start()
+        try:
+            yield
+        finally:
+            await delivery.stop()
+            for adapter in reversed(running):
+                await adapter.stop()
+
+    return ctx
