@@ -425,6 +425,7 @@ def make_app(config: Config) -> web.Application:
     ws.add_ws_messages(app, api_routing.MESSAGES)
     ws.on_connect(app, api_routing.on_connect)
     add_routes(app, pages.ROUTES)
+    add_routes(app, text_channels.web_routes(daemon))
 
     async def close_websockets(_app: web.Application) -> None:
         await daemon.hub.close_all()

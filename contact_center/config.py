@@ -240,6 +240,17 @@ class Config(_Model):
         for key, chan in by_key:
             if chan.enabled and chan.queue not in seen:
                 problems.append(f"channels.{key}.queue: unknown queue {chan.queue!r}")
+        sms = channels.sms
+        if sms.enabled:
+            # Without these nothing can be sent, and an empty token would accept any
+            # webhook signature: refused at start, not at the first message.
+            for field_name, value in (
+                ("account_sid", sms.account_sid),
+                ("auth_token", sms.auth_token.get_secret_value()),
+                ("from_number", sms.from_number),
+            ):
+                if not value:
+                    problems.append(f"channels.sms.{field_name}: required when sms is enabled")
         if problems:
             raise ValueError("; ".join(problems))
         return self

@@ -47,3 +47,7 @@ def setup_logging(config: LoggingConfig) -> None:
     logging.getLogger("aiohttp.access").setLevel(
         logging.INFO if config.level == "DEBUG" else logging.WARNING
     )
+    # The twilio library logs every API request and response (with headers) at INFO.
+    logging.getLogger("twilio").setLevel(
+        logging.INFO if config.level == "DEBUG" else logging.WARNING
+    )

@@ -10,19 +10,26 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from adapters.channels import CHANNEL_SPECS
 from adapters.messaging.delivery import MessageDelivery
 from adapters.messaging.events import CustomerTyping, MessageReceived, MessageStatusChanged
 from adapters.messaging.intake import MessageIntake, TextChannelRoute
-from adapters.messaging.model import MessageSender
+from adapters.messaging.model import InboundMessage, MessageSender, Received
+from adapters.messaging.store_sinks import StoreOptOuts, StoreReceipts
+from adapters.sms.sender import TwilioSender
+from adapters.sms.webhooks import sms_routes
 from contact_center.config import ChatChannelConfig, EmailChannelConfig, SmsChannelConfig
 from contact_center.notifier import conversation_message, customer_typing_message
+from contact_center.web.routes import PUBLIC, RouteSpec
 from contact_center.web.serialize import message_json
 from crm_store.models import Message
+from routing.outbox import StoreUnavailable
 
 if TYPE_CHECKING:
     from contact_center.app import Daemon
@@ -30,9 +37,77 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 TEXT_CHANNELS = ("email", "sms", "chat")
-AdapterStart = Callable[["Daemon", MessageIntake], Awaitable[Any]]
-# Each channel's adapter: started with the intake, has `.sender` and `async stop()`.
-ADAPTERS: dict[str, AdapterStart] = {}
+
+
+@dataclass
+class RunningChannel:
+    """A started channel adapter: its way out, and how it stops."""
+
+    sender: MessageSender
+    stop: Callable[[], Awaitable[None]]
+
+
+AdapterStart = Callable[["Daemon", MessageIntake], Awaitable[RunningChannel]]
+
+
+class _Late:
+    """The ports webhooks write to, before the components they reach have started (routes
+    are fixed before start-up): a request that comes too early gets 503, is retried."""
+
+    def __init__(self, daemon: Daemon) -> None:
+        self.daemon = daemon
+
+    def _store(self) -> async_sessionmaker[AsyncSession]:
+        if self.daemon.sessionmaker is None or self.daemon.messages is None:
+            raise StoreUnavailable("the daemon is starting; try again shortly")
+        return self.daemon.sessionmaker
+
+    async def receive(self, message: InboundMessage) -> Received:
+        self._store()
+        assert self.daemon.messages is not None
+        return await self.daemon.messages.receive(message)
+
+    async def message_status(
+        self, provider_id: str, status: str, error: str | None, at: float
+    ) -> None:
+        receipts = StoreReceipts(self._store(), self.daemon.bus, "sms")
+        await receipts.message_status(provider_id, status, error, at)
+
+    async def set_opted_out(
+        self, channel: str, address: str, opted_out: bool, at: float, word: str
+    ) -> None:
+        await StoreOptOuts(self._store()).set_opted_out(channel, address, opted_out, at, word)
+
+    async def is_opted_out(self, channel: str, address: str) -> bool:
+        return await StoreOptOuts(self._store()).is_opted_out(channel, address)
+
+
+async def start_sms(daemon: Daemon, _intake: MessageIntake) -> RunningChannel:
+    """SMS over Twilio: webhooks in (routes from `web_routes`), the REST API out."""
+    assert daemon.sessionmaker is not None
+    config = daemon.config.channels.sms
+    sender = TwilioSender(config, StoreOptOuts(daemon.sessionmaker), daemon.config.web.public_url)
+    daemon.health.set(
+        "channel.sms", "up", f"Twilio {config.api_base_url}, from {config.from_number}"
+    )
+    return RunningChannel(sender, sender.close)
+
+
+# Each channel's adapter, started with the intake when the channel is enabled.
+ADAPTERS: dict[str, AdapterStart] = {"sms": start_sms}
+
+
+def web_routes(daemon: Daemon) -> list[RouteSpec]:
+    """The public routes of the enabled channels (providers' webhooks, the chat widget)."""
+    late = _Late(daemon)
+    specs: list[RouteSpec] = []
+    if daemon.config.channels.sms.enabled:
+        routes = sms_routes(
+            late, late, late, daemon.config.channels.sms, daemon.config.web.public_url
+        )
+        # Public: Twilio's signature, checked by each handler, is the authentication.
+        specs += [RouteSpec(r.method, r.path, r.handler, PUBLIC, "Twilio webhook") for r in routes]
+    return specs
 
 
 def enabled_channels(daemon: Daemon) -> dict[str, Any]:
@@ -117,7 +192,13 @@ def text_channels_component(
                     error=f"the {name} adapter is not part of this release yet",
                 )
                 continue
-            adapter = await start(daemon, intake)
+            try:
+                adapter = await start(daemon, intake)
+            except Exception as exc:
+                # One channel that cannot start does not stop the others (nor the daemon).
+                log.exception("the %s channel did not start", name)
+                daemon.health.set(f"channel.{name}", "down", "enabled in config", error=str(exc))
+                continue
             running.append(adapter)
             senders[name] = adapter.sender
         delivery = MessageDelivery(daemon.sessionmaker, daemon.bus, senders)

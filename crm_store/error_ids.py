@@ -60,6 +60,7 @@ _ROWS: tuple[tuple[str, int, str], ...] = (
     # Text channels (adapters/messaging)
     ("channel.not_running", 409, "the contact's channel is not running on this daemon"),
     ("channel.opted_out", 409, "the customer asked not to be contacted on this channel"),
+    ("webhook.signature", 403, "a provider webhook without a valid signature"),
     ("database.unavailable", 503, "the database is not answering (an outage); retry shortly"),
     # Routing (routing): the request cannot be honoured in the current state
     ("routing.error", 409, "a routing request refused (base of the routing ids)"),
