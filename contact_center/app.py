@@ -32,6 +32,7 @@ from adapters.simasterisk import SimulatedAsterisk
 from adapters.simasterisk.controls import AGENT_PHONE, SimulatorControls, generate_calls
 from adapters.simasterisk.phones import Phones
 from adapters.simasterisk.traffic import TrafficModel
+from adapters.webchat import WebChat
 from contact_center import heap, roster_sync, text_channels
 from contact_center.auth import revocation
 from contact_center.auth.passwords import LoginGate
@@ -111,6 +112,9 @@ class Daemon:
     # Text channels: customers' messages in, agents' messages out (None: none running).
     messages: MessageIntake | None = None
     delivery: MessageDelivery | None = None
+    webchat: WebChat | None = None
+    # Mails a chat's transcript (interaction id, address), when email runs.
+    transcripts: Callable[[int, str], Awaitable[None]] | None = None
     flows: dict[str, Flow] = field(default_factory=dict)
     metrics: Metrics = field(init=False)
     sessions: SessionStore = field(init=False)
@@ -332,7 +336,9 @@ def routing_component(daemon: Daemon) -> Callable[[web.Application], AsyncIterat
             daemon.config,
             bus=daemon.bus,
             sessionmaker=daemon.sessionmaker,
-            notifier=BrowserNotifier(daemon.hub),
+            notifier=BrowserNotifier(
+                daemon.hub, contact_listeners=[text_channels.chat_contact_listener(daemon)]
+            ),
             screen_pops=daemon.screen_pops,
             channels=Channels(CHANNEL_SPECS, ports),
             telephony=daemon.telephony,
@@ -423,6 +429,7 @@ def make_app(config: Config) -> web.Application:
     add_routes(app, ws.ROUTES)
     add_routes(app, api_routing.ROUTES)
     ws.add_ws_messages(app, api_routing.MESSAGES)
+    ws.add_ws_messages(app, text_channels.WS_MESSAGES)
     ws.on_connect(app, api_routing.on_connect)
     add_routes(app, pages.ROUTES)
     add_routes(app, text_channels.web_routes(daemon))

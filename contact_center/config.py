@@ -27,6 +27,7 @@ from pydantic import (
 from adapters.asterisk.settings import PbxConfig
 from adapters.channels import CHANNEL_NAMES
 from adapters.simasterisk.settings import SimulatorConfig
+from adapters.webchat.visitors import allowed_origins
 from contact_center.errors import ConfigError
 from ivr_flows import safe_yaml
 from routing.settings import (
@@ -133,6 +134,19 @@ class ChatChannelConfig(_Model):
     enabled: bool = False
     queue: Name = "chat"
     max_message_chars: PositiveInt = 4000
+    # Sites (scheme://host[:port]) that may embed the widget; the daemon's own pages may.
+    allowed_origins: list[str] = []
+    # The pre-chat form's topics, each with the skills it asks of the agent.
+    topics: dict[Name, dict[Name, Annotated[int, Field(ge=1, le=10)]]] = {}
+    messages_per_minute: PositiveInt = 20
+    chats_per_address: PositiveInt = 3
+    # A visitor who closed every tab this long ago has left: the chat ends.
+    resume_minutes: PositiveInt = 30
+
+    @field_validator("allowed_origins")
+    @classmethod
+    def _origins(cls, value: list[str]) -> list[str]:
+        return sorted(allowed_origins(value))
 
 
 class ChannelsConfig(_Model):
@@ -240,6 +254,12 @@ class Config(_Model):
         for key, chan in by_key:
             if chan.enabled and chan.queue not in seen:
                 problems.append(f"channels.{key}.queue: unknown queue {chan.queue!r}")
+        for topic, wanted in channels.chat.topics.items():
+            for skill in wanted:
+                if skill not in skill_names:
+                    problems.append(
+                        f"channels.chat.topics.{topic}.{skill}: unknown skill {skill!r}"
+                    )
         sms = channels.sms
         if sms.enabled:
             # Without these nothing can be sent, and an empty token would accept any

@@ -8,7 +8,7 @@ gets when it connects and the replies of the HTTP API are shaped by the same fun
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from adapters.channels import CHANNEL_SPECS
@@ -79,8 +79,15 @@ def history_message(history: Mapping[str, Sequence[Mapping[str, Any]]]) -> dict[
 class BrowserNotifier:
     """Routing's notifier port over the WebSocket hub."""
 
-    def __init__(self, hub: Hub) -> None:
+    def __init__(
+        self,
+        hub: Hub,
+        contact_listeners: Sequence[Callable[[int, ContactInfo], None]] = (),
+    ) -> None:
         self.hub = hub
+        # Others that follow contacts as their agents see them (a chat's visitor is told
+        # when the agent joins and leaves).
+        self.contact_listeners = tuple(contact_listeners)
 
     def offer(
         self, agent_id: int, contact: ContactInfo, offer: Offer, pop: Mapping[str, Any]
@@ -95,6 +102,8 @@ class BrowserNotifier:
 
     def contact_changed(self, agent_id: int, contact: ContactInfo) -> None:
         self.hub.to_agent(agent_id, contact_message(contact))
+        for listener in self.contact_listeners:
+            listener(agent_id, contact)
 
     def floor(
         self, at: float, queues: Sequence[Mapping[str, Any]], agents: Sequence[Mapping[str, Any]]

@@ -57,10 +57,13 @@ _ROWS: tuple[tuple[str, int, str], ...] = (
     ("store.not_found", 404, "the customer, user or request named does not exist"),
     ("store.conflict", 409, "the change breaks a uniqueness rule"),
     ("store.illegal_transition", 409, "a service request cannot move to the status asked"),
-    # Text channels (adapters/messaging)
+    # Text channels (adapters/messaging, adapters/sms, adapters/webchat)
     ("channel.not_running", 409, "the contact's channel is not running on this daemon"),
     ("channel.opted_out", 409, "the customer asked not to be contacted on this channel"),
     ("webhook.signature", 403, "a provider webhook without a valid signature"),
+    ("chat.rate_limited", 429, "a chat visitor sent too many messages too fast"),
+    ("chat.history_unavailable", 503, "a chat's history cannot be read now; retry"),
+    ("frame.invalid", 400, "a chat socket frame that is not valid"),
     ("database.unavailable", 503, "the database is not answering (an outage); retry shortly"),
     # Routing (routing): the request cannot be honoured in the current state
     ("routing.error", 409, "a routing request refused (base of the routing ids)"),

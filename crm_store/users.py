@@ -163,6 +163,13 @@ async def list_users(session: AsyncSession, *, include_inactive: bool = True) ->
     return list((await session.scalars(query)).all())
 
 
+async def users_by_ids(session: AsyncSession, ids: set[int]) -> list[User]:
+    """The users with these ids (missing ones are left out)."""
+    if not ids:
+        return []
+    return list((await session.scalars(select(User).where(User.id.in_(sorted(ids))))).all())
+
+
 async def count_users(session: AsyncSession, role: str | None = None) -> int:
     """How many users (of one role, when given)."""
     query = select(func.count()).select_from(User)

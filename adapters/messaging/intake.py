@@ -175,6 +175,13 @@ class MessageIntake:
                 )
             except InvalidData:
                 customer = None  # an address the store cannot normalise: nobody to find
+        if customer is None and message.sender_email:
+            try:
+                customer = await customers.find_customer_by_contact(
+                    session, "email", message.sender_email, self.region
+                )
+            except InvalidData:
+                customer = None  # not an email address: nobody to find by it
         queue = message.queue or route.queue
         interaction = await record_interaction(
             session,

@@ -56,6 +56,9 @@ class InboundMessage:
     priority: int = 0
     # Who it was addressed to (our mailbox, our number): shown, and replies come from it.
     recipient: str | None = None
+    # An email address the customer gave on another channel (a chat's pre-chat form):
+    # finds them in the store when their address on the channel does not.
+    sender_email: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,7 +18,7 @@ from contact_center.web.serialize import (
     interaction_json,
     service_request_json,
 )
-from crm_store import customers, service_requests
+from crm_store import customers, opt_outs, service_requests
 
 Tier = Literal["bronze", "silver", "gold", "platinum"]
 
@@ -98,6 +98,10 @@ async def read(request: web.Request) -> web.Response:
             ]
         payload = customer_json(customer)
         payload["open_service_requests"] = [service_request_json(sr) for sr in open_requests]
+        # Who asked not to be texted (SMS STOP): shown on the customer, honoured by senders.
+        phones = [cp.value for cp in customer.contact_points if cp.kind == "phone"]
+        stopped = await opt_outs.opted_out_among(db, "sms", phones)
+        payload["opted_out"] = {"sms": sorted(stopped)}
     return web.json_response(payload)
 
 

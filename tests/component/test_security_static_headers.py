@@ -13,7 +13,7 @@ from typing import Any
 from contact_center.web.pages import STATIC_DIR
 from tests.component.api_fixtures import Api
 
-PAGES = ("/", "/login", "/desktop", "/wallboard")
+PAGES = ("/", "/login", "/desktop", "/wallboard", "/chat/demo")
 
 _INLINE = [
     re.compile(r"\sstyle\s*=", re.I),  # style attribute

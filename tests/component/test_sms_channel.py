@@ -75,9 +75,7 @@ def inbound(sid: str, body: str) -> dict[str, str]:
 
 async def post(api: Api, twilio: FakeTwilio, path: str, fields: dict[str, str]) -> int:
     url = str(api.server.make_url(path))
-    status, _, _ = await twilio.post_webhook(
-        url, fields, signed_url="http://cc.example.com" + path
-    )
+    status, _, _ = await twilio.post_webhook(url, fields, signed_url="http://cc.example.com" + path)
     return status
 
 
@@ -94,9 +92,13 @@ async def test_a_text_conversation_with_a_delivery_receipt(
     agent = await api.login("agent")
     async with agent.client.ws_connect("/ws/agent") as ws:
         assert (await request(ws, "set_status", status="ready"))["ok"]
-        assert await post(api, twilio, "/webhooks/twilio/sms", inbound(sid('1'), "Parcel late")) == 200
+        assert (
+            await post(api, twilio, "/webhooks/twilio/sms", inbound(sid("1"), "Parcel late")) == 200
+        )
         # Twilio retries: the same message is stored once.
-        assert await post(api, twilio, "/webhooks/twilio/sms", inbound(sid('1'), "Parcel late")) == 200
+        assert (
+            await post(api, twilio, "/webhooks/twilio/sms", inbound(sid("1"), "Parcel late")) == 200
+        )
         offer = await until(ws, "offer")
         assert offer["channel"] == "sms" and offer["pop"]["customer"]["id"] == customer.id
         interaction_id = offer["interaction_id"]
@@ -131,20 +133,28 @@ async def test_unsigned_webhooks_store_nothing_and_stop_is_honoured(
     api = sms_daemon
     url = str(api.server.make_url("/webhooks/twilio/sms"))
     # Signed over the URL the daemon sees instead of the public one: refused.
-    status, _, _ = await twilio.post_webhook(url, inbound(sid('x'), "hi"))
+    status, _, _ = await twilio.post_webhook(url, inbound(sid("x"), "hi"))
     assert status == 403
-    status, _, _ = await twilio.post_webhook(url, inbound(sid('y'), "hi"), signature="")
+    status, _, _ = await twilio.post_webhook(url, inbound(sid("y"), "hi"), signature="")
     assert status == 403
     supervisor = await api.login("supervisor")
     assert (await supervisor.get("/api/v1/interactions/1")).status == 404  # nothing stored
 
-    assert await post(api, twilio, "/webhooks/twilio/sms", inbound(sid('2'), "STOP")) == 200
+    daemon = api.app[DAEMON]
+    assert daemon.sessionmaker is not None
+    async with daemon.sessionmaker.begin() as db:
+        customer = await customers.create_customer(db, name="Li Na", phones=[CUSTOMER], region="GB")
+    assert await post(api, twilio, "/webhooks/twilio/sms", inbound(sid("2"), "STOP")) == 200
+    record = await (await supervisor.get(f"/api/v1/customers/{customer.id}")).json()
+    assert record["opted_out"] == {"sms": [CUSTOMER]}  # shown on the customer
     # The STOP is on the conversation for the agent to see, and replies are refused.
     response = await supervisor.post("/api/v1/interactions/1/messages", {"body": "Hello?"})
     assert response.status == 409, await response.text()
     assert (await response.json())["error"]["id"] == "channel.opted_out"
     await asyncio.sleep(0.2)
     assert twilio.sent == []
-    assert await post(api, twilio, "/webhooks/twilio/sms", inbound(sid('3'), "START")) == 200
+    assert await post(api, twilio, "/webhooks/twilio/sms", inbound(sid("3"), "START")) == 200
     response = await supervisor.post("/api/v1/interactions/1/messages", {"body": "Welcome back"})
     assert response.status == 202, await response.text()
+    record = await (await supervisor.get(f"/api/v1/customers/{customer.id}")).json()
+    assert record["opted_out"] == {"sms": []}

@@ -41,8 +41,9 @@ async def test_status_lists_every_component(aiohttp_client: ClientFactory, tmp_p
     assert "cc.db" in components["database"]["detail"]
     assert components["pbx"]["state"] == "up"
     assert components["pbx"]["detail"].startswith("simulated")
-    for name in ("channel.email", "channel.sms", "channel.chat"):
+    for name in ("channel.email", "channel.sms"):
         assert components[name]["state"] == "disabled"
+    assert components["channel.chat"]["state"] == "up"  # on in the shipped config
 
 
 async def test_status_reports_pbx_off(aiohttp_client: ClientFactory, tmp_path: Path) -> None:

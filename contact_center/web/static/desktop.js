@@ -113,6 +113,8 @@ function renderOffers() {
 
 // "Zhang Wei <+4477...>", or the address alone when no name came with it.
 function who(contact) {
+  // A chat's address is its visitor's id, which means nothing to a person.
+  if (contact.channel === "chat") return contact.address_name || "web visitor";
   const address = contact.address || "";
   return contact.address_name ? `${contact.address_name} <${address}>` : address;
 }
@@ -163,7 +165,7 @@ function renderTabs() {
   for (const [id, c] of state.contacts) {
     const unread = state.conversations.get(id)?.unread || 0;
     tabs.append(el("button", { role: "tab", "aria-selected": String(id === state.selected), "data-tab": id,
-      onclick: () => select(id) }, `${c.channel} · ${c.address || ""}`,
+      onclick: () => select(id) }, `${c.channel} · ${who(c)}`,
       unread ? el("span", { class: "unread" }, String(unread)) : null));
   }
 }
@@ -267,10 +269,13 @@ function showPop(pop, context) {
   box.replaceChildren();
   const ivr = context && context.ivr;
   if (!pop.customer) {
-    const number = context ? context.address : "";
     const named = context && context.address_name ? ` (${context.address_name})` : "";
-    box.append(el("p", { id: "pop-unknown" }, `Unknown ${pop.looked_up_by === "email" ? "sender" : "caller"} ${number || ""}${named}`),
-      createCustomerForm(number, pop.looked_up_by, context ? context.address_name : ""),
+    // A chat visitor's address is the chat's own id: nothing to show or keep.
+    const chat = pop.looked_up_by === "chat";
+    const number = context && !chat ? context.address : "";
+    const who = { email: "sender", chat: "visitor" }[pop.looked_up_by] || "caller";
+    box.append(el("p", { id: "pop-unknown" }, `Unknown ${who} ${number || ""}${named}`),
+      createCustomerForm(number, chat ? "email" : pop.looked_up_by, context ? context.address_name : ""),
       el("p", { class: "muted" }, "Or find an existing customer on the right and link them."));
   } else {
     const c = pop.customer;
@@ -282,6 +287,7 @@ function showPop(pop, context) {
           ? el("a", { href: "#", onclick: (e) => { e.preventDefault(); dial(p.value); } }, p.value)
           : p.value, " "))),
       c.notes ? el("p", { id: "pop-notes" }, "Notes: ", c.notes) : null].filter(Boolean));
+    showOptOuts(c.id);
   }
   if (ivr && (ivr.path?.length || Object.keys(ivr.inputs || {}).length)) {
     box.append(el("p", { id: "pop-ivr" }, "IVR: ", (ivr.path || []).join(" → "), " ",
@@ -297,9 +303,18 @@ function showPop(pop, context) {
       el("td", {}, i.disposition || ""), el("td", {}, i.notes || "")))))); 
 }
 
+// Numbers that texted STOP: marked on the pop (the daemon refuses to text them).
+async function showOptOuts(customerId) {
+  const record = await call("GET", `/api/v1/customers/${customerId}`).catch(() => null);
+  const stopped = record && record.opted_out ? record.opted_out.sms : [];
+  if (!stopped.length || !state.pop || !state.pop.customer || state.pop.customer.id !== customerId) return;
+  $("pop-contacts").append(el("span", { class: "notice", id: "pop-opted-out" }, `SMS opted out: ${stopped.join(", ")}`));
+}
+
 function createCustomerForm(address, kind, suggestedName) {
   const name = el("input", { placeholder: "Name", id: "new-customer-name", required: true, value: suggestedName || "" });
-  const contact = el("input", { value: address || "", id: "new-customer-contact" });
+  const contact = el("input", { value: address || "", id: "new-customer-contact",
+    placeholder: kind === "email" ? "email" : "phone", "aria-label": kind === "email" ? "email" : "phone" });
   const error = el("p", { class: "error" });
   return el("form", { id: "create-customer", onsubmit: async (e) => {
     e.preventDefault();
