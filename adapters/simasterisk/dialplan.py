@@ -4,7 +4,8 @@ The simulator runs the dialplan we ship (contrib/asterisk/extensions_contact_cen
 rather than a copy of its logic, so a change to the sample changes what the simulator
 does, as it would on a real Asterisk: `exten =>` / `same =>` lines, `n` priorities and
 `n(label)`, `_X.` patterns, `[globals]`, `${VAR}`, `${GLOBAL(X)}`, `${CALLERID(...)}`,
-`${EPOCH}`, and `$["a" = "b"]` / `$[x - y < n]` expressions.
+`${EPOCH}`, `$["a" = "b"]` / `$[x - y < n]` expressions, and `#include` (the test bed's
+extensions.conf includes the sample).
 """
 
 from __future__ import annotations
@@ -98,12 +99,15 @@ def _pattern_regex(body: str) -> str:
     return "".join(out)
 
 
-def parse(text: str) -> Dialplan:
-    """Parse extensions.conf text (comments, contexts, globals, exten/same lines)."""
+def parse(text: str, include: Callable[[str], str] | None = None) -> Dialplan:
+    """Parse extensions.conf text (comments, contexts, globals, exten/same lines).
+
+    include: the text of a `#include <name>` line's file (None: such lines are skipped).
+    """
     plan = Dialplan()
     context: str | None = None
     current: Extension | None = None
-    for raw in text.splitlines():
+    for raw in _lines(text, include, depth=0):
         line = raw.split(";", 1)[0].rstrip()
         if not line.strip():
             continue
@@ -138,9 +142,43 @@ def parse(text: str) -> Dialplan:
     return plan
 
 
-def load(path: Path = SAMPLE) -> Dialplan:
-    """The dialplan in `path` (the shipped sample by default)."""
-    return parse(path.read_text())
+def load(path: Path = SAMPLE, *, search: tuple[Path, ...] = (SAMPLE.parent,)) -> Dialplan:
+    """The dialplan in `path` (the shipped sample by default).
+
+    `#include name` reads `name` from `path`'s folder, as Asterisk reads it from its
+    configuration folder, else from the first folder of `search` that has it (by default
+    the shipped sample's: contrib/asterisk/testbed/extensions.conf includes the sample,
+    which sits one folder up in the repository).
+    """
+
+    def include(name: str) -> str:
+        for folder in (path.parent, *search):
+            candidate = folder / name
+            if candidate.is_file():
+                return candidate.read_text()
+        raise ValueError(f"#include {name} in {path}: no such file")
+
+    return parse(path.read_text(), include)
+
+
+_MAX_INCLUDE_DEPTH = 10
+
+
+def _lines(text: str, include: Callable[[str], str] | None, depth: int) -> list[str]:
+    """The file's lines with each `#include` line replaced by the included file's."""
+    out: list[str] = []
+    for raw in text.splitlines():
+        stripped = raw.strip()
+        if not stripped.startswith("#include"):
+            out.append(raw)
+            continue
+        if include is None:
+            continue
+        if depth >= _MAX_INCLUDE_DEPTH:
+            raise ValueError("#include nested too deeply (a file including itself?)")
+        name = stripped[len("#include") :].strip().strip('"<>')
+        out.extend(_lines(include(name), include, depth + 1))
+    return out
 
 
 def _split3(rest: str) -> tuple[str, str, str]:

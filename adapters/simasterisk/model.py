@@ -8,8 +8,10 @@ here awaits or reads a clock, so a test can drive a whole call with plain values
 
 Events are dicts in wire order; a repeated header (`ChanVariable`) holds a list.
 Only the events the CTI tracker reads (and the ones around them that carry the same
-channel snapshot) are produced: no VarSet, CEL, Cdr, DeviceStateChange, RTCP, DialState,
-LocalBridge or AGIExec*.
+channel snapshot, and a Local pair's LocalBridge) are produced: no VarSet, CEL, Cdr,
+DeviceStateChange, RTCP, DialState, ChanSpyStart/Stop or AGIExec*. `Local/` devices are
+channel pairs whose `;2` half runs the dialplan, as on the real one
+(adapters/simasterisk/local_channels.py).
 
 Where it differs from the real Asterisk 22 on purpose (checked against one by
 tests/integration/test_live_asterisk.py): music on hold always exists (every class
@@ -22,179 +24,72 @@ from __future__ import annotations
 
 import random
 import uuid
-from dataclasses import dataclass, field
 from functools import partial
 from urllib.parse import urlsplit
 
+from adapters.simasterisk.channels import (
+    AGI_THREAD_BASE,
+    CALLING_PRES,
+    CAUSE_NO_ANSWER,
+    CAUSE_NOT_IMPLEMENTED,
+    DIAL_STATUS,
+    REASON_ANSWERED,
+    REASON_BUSY,
+    REASON_FAILED,
+    REASON_RING_TIMEOUT,
+    STATE_DESC,
+    UNKNOWN,
+    AgiHangup,
+    Bridge,
+    Channel,
+    Connected,
+    Effect,
+    Event,
+    Gone,
+    Originate,
+    Outcome,
+    Ring,
+    StartAgi,
+    Timer,
+    bridge_fields,
+    cause_text,
+    channel_base,
+    escape_c,
+    head,
+    originate_response,
+)
 from adapters.simasterisk.dialplan import Dialplan, load, split_args, substitute
-
-Event = dict[str, str | list[str]]
-
-STATE_DESC = {0: "Down", 4: "Ring", 5: "Ringing", 6: "Up"}
-CAUSE_TEXT = {
-    0: "Unknown",
-    16: "Normal Clearing",
-    17: "User busy",
-    19: "No user responding",
-    21: "Call Rejected",
-    34: "Circuit/channel congestion",
-}
-DIAL_STATUS = {17: "BUSY", 21: "BUSY", 34: "CONGESTION"}
-# OriginateResponse `Reason`: the last control frame seen (AST_CONTROL_*).
-REASON_FAILED, REASON_RING_TIMEOUT, REASON_ANSWERED, REASON_BUSY = 0, 3, 4, 5
-UNKNOWN = "<unknown>"
-# ast_escape_c, which Asterisk applies to the caller id and connected line *names* of
-# channel events (not to numbers, nor to OriginateResponse's copy).
-_C_ESCAPES = str.maketrans(
-    {
-        "\a": "\\a",
-        "\b": "\\b",
-        "\f": "\\f",
-        "\n": "\\n",
-        "\r": "\\r",
-        "\t": "\\t",
-        "\v": "\\v",
-        "\\": "\\\\",
-        "'": "\\'",
-        '"': '\\"',
-        "?": "\\?",
-    }
+from adapters.simasterisk.local_channels import (
+    answered_by_dialplan,
+    busy_by_dialplan,
+    dial_local,
+    finish_partner,
+    hang_up_partner,
+    is_local,
+    originate_local,
+    parse_local,
+    ringing_by_dialplan,
 )
 
+# The model's values, importable from here as before the split into channels.py.
+__all__ = [
+    "AgiHangup",
+    "Bridge",
+    "Channel",
+    "Connected",
+    "Effect",
+    "Event",
+    "Gone",
+    "Model",
+    "ModelError",
+    "Originate",
+    "Outcome",
+    "Ring",
+    "StartAgi",
+    "Timer",
+]
 
-def escape_c(text: str) -> str:
-    """A name as a real Asterisk writes it in channel events (ast_escape_c)."""
-    return text.translate(_C_ESCAPES)
-
-
-AGI_THREAD_BASE = 140190360938176
-_BLOCKING = frozenset({"AGI", "MusicOnHold", "Wait", "Dial", "VoiceMail", "ChanSpy"})
 _MAX_STEPS = 1000  # a dialplan loop that never blocks must not hang the simulator
-
-
-@dataclass(frozen=True, slots=True)
-class StartAgi:
-    """Connect to the FastAGI server and send `env` (the agi_* lines, in order)."""
-
-    uniqueid: str
-    host: str
-    port: int
-    env: list[tuple[str, str]]
-
-
-@dataclass(frozen=True, slots=True)
-class AgiHangup:
-    """The caller hung up during the AGI: send `HANGUP`, then answer 511."""
-
-    uniqueid: str
-
-
-@dataclass(frozen=True, slots=True)
-class Timer:
-    """Call `Model.timer(uniqueid, token)` after `seconds` (ignored if stale)."""
-
-    uniqueid: str
-    seconds: float
-    token: int
-
-
-@dataclass(frozen=True, slots=True)
-class Ring:
-    """A device is being called: its phone decides (answer, busy, never)."""
-
-    uniqueid: str
-    device: str
-    caller_number: str
-    context: str = ""  # where the Dial ran (an Originate has none)
-
-
-@dataclass(frozen=True, slots=True)
-class Connected:
-    """A caller and a dialled leg were bridged (the phone answered)."""
-
-    caller: str
-    leg: str
-    device: str
-
-
-@dataclass(frozen=True, slots=True)
-class Gone:
-    """A channel is destroyed (its Hangup event was sent)."""
-
-    uniqueid: str
-    channel: str
-    cause: int
-
-
-Effect = StartAgi | AgiHangup | Timer | Ring | Connected | Gone
-
-
-@dataclass(slots=True)
-class Outcome:
-    """What an operation caused: events to send, effects to carry out."""
-
-    events: list[Event] = field(default_factory=list)
-    effects: list[Effect] = field(default_factory=list)
-
-    def extend(self, other: Outcome) -> None:
-        """Append another outcome's events and effects."""
-        self.events.extend(other.events)
-        self.effects.extend(other.effects)
-
-
-@dataclass(slots=True)
-class Originate:
-    """An Originate in progress on its channel."""
-
-    action_id: str | None
-    context: str
-    exten: str
-    priority: int
-    application: str
-    data: str
-    timeout: float
-    respond: bool = True  # async: an OriginateResponse tells how it went
-
-
-@dataclass(slots=True)
-class Channel:
-    """One Asterisk channel and the dialplan location it runs at."""
-
-    name: str
-    uniqueid: str
-    linkedid: str
-    tech: str
-    device: str
-    created: float
-    state: int = 0
-    cid_num: str = UNKNOWN
-    cid_name: str = UNKNOWN
-    conn_num: str = UNKNOWN
-    conn_name: str = UNKNOWN
-    context: str = "default"
-    exten: str = "s"
-    priority: int = 1
-    app: str = ""
-    app_data: str = ""
-    variables: dict[str, str] = field(default_factory=dict)
-    has_pbx: bool = True  # runs dialplan (a Dial leg does not until redirected)
-    bridge: str | None = None
-    dialing: str | None = None  # the leg this channel's Dial is ringing
-    dialed_by: str | None = None  # the channel whose Dial created this leg
-    originate: Originate | None = None
-    agi_running: bool = False
-    hangup_cause: int | None = None  # set: hung up during the AGI, destroyed after it
-    gen: int = 0  # bumped whenever the channel leaves its application (stale timers)
-    dnid: str = ""
-
-
-@dataclass(slots=True)
-class Bridge:
-    """A basic bridge: `dial` (made by Dial) or `action` (made by the Bridge action)."""
-
-    uniqueid: str
-    kind: str
-    members: list[str] = field(default_factory=list)
 
 
 class ModelError(Exception):
@@ -213,12 +108,16 @@ class Model:
         seed: int = 0,
         first_sequence: int = 0,
         phone_context: str = "default",
+        phone_technologies: tuple[str, ...] = ("PJSIP", "SIP", "IAX2"),
     ) -> None:
         self.dialplan = dialplan or load()
         self.globals = dict(self.dialplan.globals)
         self.agi_address = agi_address
         self.channelvars = channelvars
         self.phone_context = phone_context
+        # The channel drivers with phones behind them (`Local` is always there); the
+        # test bed has none: its Dial of a PJSIP/ device fails at once.
+        self.phone_technologies = frozenset(t.upper() for t in phone_technologies)
         self.rng = random.Random(seed)
         self.channels: dict[str, Channel] = {}  # by uniqueid, in creation order
         self.bridges: dict[str, Bridge] = {}
@@ -283,14 +182,40 @@ class Model:
         respond: bool = True,
         channel_id: str | None = None,
     ) -> tuple[Channel | None, Outcome]:
-        """Originate: ring `device`; when it answers, run the context or application."""
+        """Originate: ring `device`; when it answers, run the context or application.
+
+        A `Local/` device is a pair whose `;2` half runs the dialplan (local_channels)."""
         out = Outcome()
+        orig = Originate(
+            action_id,
+            context,
+            exten,
+            priority,
+            application,
+            data,
+            timeout,
+            respond,
+            channel_id=channel_id,
+            caller_id=caller_id,
+        )
+        target = parse_local(device)
+        if target is not None:
+            return originate_local(
+                self,
+                device,
+                target,
+                now,
+                orig,
+                variables=variables or {},
+                caller_id=caller_id,
+                channel_id=channel_id,
+            )
         tech = device.partition("/")[0]
-        if tech.upper() not in ("PJSIP", "SIP", "IAX2") or "/" not in device:
+        if tech.upper() not in self.phone_technologies or "/" not in device:
             if not respond:
                 return None, out
             out.events.append(
-                _originate_response(
+                originate_response(
                     action_id,
                     "Failure",
                     device,
@@ -307,21 +232,19 @@ class Model:
             )
             return None, out
         # ChannelId: the Uniqueid the client chose (and so the Linkedid of the call).
-        ch = self._new_channel(_channel_base(device), now, linkedid=None, uniqueid=channel_id)
+        ch = self._new_channel(channel_base(device), now, linkedid=None, uniqueid=channel_id)
         ch.device, ch.has_pbx = device, False
         ch.context, ch.exten = self.phone_context, "s"
-        if caller_id is not None:
-            ch.cid_num, ch.cid_name = caller_id[0] or UNKNOWN, caller_id[1] or UNKNOWN
-        ch.variables.update(variables or {})
-        ch.originate = Originate(
-            action_id, context, exten, priority, application, data, timeout, respond
-        )
+        ch.originate = orig
         self._event(out, "Newchannel", ch)
         ch.app, ch.app_data = "AppDial2", "(Outgoing Line)"
         self._newexten(out, ch)
+        # pbx_outgoing_attempt: the variables and the CallerID once the channel exists.
+        ch.variables.update(variables or {})
+        self._originate_caller_id(ch, caller_id, out)
         out.events.append(
             {
-                **_head("DialBegin"),
+                **head("DialBegin"),
                 **self._fields(ch, "Dest"),
                 "DialString": device.partition("/")[2],
             }
@@ -329,6 +252,19 @@ class Model:
         out.effects.append(Ring(ch.uniqueid, device, ch.cid_num))
         out.effects.append(Timer(ch.uniqueid, timeout, ch.gen))
         return ch, out
+
+    def _originate_caller_id(
+        self, ch: Channel, caller_id: tuple[str, str] | None, out: Outcome
+    ) -> None:
+        """An Originate's CallerID on the channel it made: its caller id, then its
+        connected line, both the CallerID given (e2's NewCallerid, NewConnectedLine)."""
+        if caller_id is None:
+            return
+        number, name = caller_id[0] or UNKNOWN, caller_id[1] or UNKNOWN
+        ch.cid_num, ch.cid_name = number, name
+        self._event(out, "NewCallerid", ch, **CALLING_PRES)
+        ch.conn_num, ch.conn_name = number, name
+        self._event(out, "NewConnectedLine", ch)
 
     # --- the FastAGI session -----------------------------------------------------------
 
@@ -419,7 +355,7 @@ class Model:
         out.events.append(self._pair("DialEnd", caller, leg, DialStatus="ANSWER"))
         bridge = Bridge(str(uuid.UUID(int=self.rng.getrandbits(128), version=4)), "dial")
         self.bridges[bridge.uniqueid] = bridge
-        out.events.append({**_head("BridgeCreate"), **_bridge_fields(bridge)})
+        out.events.append({**head("BridgeCreate"), **bridge_fields(bridge)})
         self._newexten(out, leg)
         self._enter(bridge, leg, out)
         self._enter(bridge, caller, out)
@@ -432,13 +368,16 @@ class Model:
         leg = self.channels.get(uniqueid)
         if leg is None or leg.state == 6:
             return out
-        self._event(out, "HangupRequest", leg, Cause=str(cause))
+        local = is_local(leg)
+        if not local:
+            # The phone's 486 ends its leg; a Local `;1` half is only told "busy" by its
+            # `;2` half's Busy() and goes when the Dial gives up (cause 0).
+            self._event(out, "HangupRequest", leg, Cause=str(cause))
         status = DIAL_STATUS.get(cause, "CHANUNAVAIL")
+        if local:
+            cause = 0
         if leg.originate is not None:
-            out.events.append(
-                {**_head("DialEnd"), **self._fields(leg, "Dest"), "DialStatus": status}
-            )
-            self._originate_failed(leg, status, REASON_BUSY, cause, now, out)
+            self._originate_failed(leg, REASON_BUSY, cause, now, out, dial_status=status)
             return out
         caller = self.channels.get(leg.dialed_by or "")
         ours = caller is not None and caller.dialing == leg.uniqueid
@@ -521,7 +460,7 @@ class Model:
         out = Outcome()
         bridge = Bridge(str(uuid.UUID(int=self.rng.getrandbits(128), version=4)), "action")
         self.bridges[bridge.uniqueid] = bridge
-        out.events.append({**_head("BridgeCreate"), **_bridge_fields(bridge)})
+        out.events.append({**head("BridgeCreate"), **bridge_fields(bridge)})
         for ch in (ch1, ch2):
             self._leave_app(ch, now, out, keep={ch1.uniqueid, ch2.uniqueid})
             ch.priority += 1  # the after-bridge location
@@ -559,10 +498,9 @@ class Model:
         if ch is None or ch.gen != token or ch.hangup_cause is not None:
             return out
         if ch.originate is not None and ch.state != 6:
-            out.events.append(
-                {**_head("DialEnd"), **self._fields(ch, "Dest"), "DialStatus": "NOANSWER"}
-            )
-            self._originate_failed(ch, "NOANSWER", REASON_RING_TIMEOUT, 0, now, out)
+            # The Originate's Timeout: no DialEnd (the recorded ring timeout had none);
+            # the dial code hangs the phone up with "no answer".
+            self._originate_failed(ch, REASON_RING_TIMEOUT, CAUSE_NO_ANSWER, now, out)
             return out
         if ch.dialing is not None:
             leg = self.channels.get(ch.dialing)
@@ -610,7 +548,15 @@ class Model:
             if ch.state != 6:
                 ch.state = 6
                 self._event(out, "Newstate", ch)
+                answered_by_dialplan(self, ch, now, out)
             ch.priority += 1
+        elif app == "Ringing":
+            ringing_by_dialplan(self, ch, now, out)
+            ch.priority += 1
+        elif app == "Busy":
+            if not busy_by_dialplan(self, ch, now, out) and args and args[0]:
+                out.effects.append(Timer(ch.uniqueid, float(args[0]), ch.gen))
+            return False
         elif app == "Goto":
             return self._goto(ch, args)
         elif app == "GotoIf":
@@ -657,9 +603,10 @@ class Model:
         elif app == "Dial":
             return self._dial(ch, args, now, out)
         elif app == "Hangup":
-            cause = int(args[0]) if args and args[0].isdigit() else 16
-            self._event(out, "SoftHangupRequest", ch, Cause=str(cause))
-            self._destroy(ch, cause, now, out)
+            # Without a cause the channel keeps the one a failed Dial left (HANGUPCAUSE).
+            given = int(args[0]) if args and args[0].isdigit() else None
+            self._event(out, "SoftHangupRequest", ch, Cause=str(given or 16))
+            self._destroy(ch, given or ch.last_cause or 16, now, out)
             return False
         else:
             # An application this simulator does not know: Asterisk would hang up.
@@ -755,12 +702,16 @@ class Model:
     def _dial(self, caller: Channel, args: list[str], now: float, out: Outcome) -> bool:
         target = args[0] if args else ""
         timeout = float(args[1]) if len(args) > 1 and args[1] else None
+        local = parse_local(target)
+        if local is not None:
+            return dial_local(self, caller, target, local, timeout, now, out)
         tech, _, resource = target.partition("/")
-        if tech.upper() not in ("PJSIP", "SIP", "IAX2") or not resource:
+        if tech.upper() not in self.phone_technologies or not resource:
             caller.variables["DIALSTATUS"] = "CHANUNAVAIL"
+            caller.last_cause = CAUSE_NOT_IMPLEMENTED
             caller.priority += 1
             return True
-        leg = self._new_channel(_channel_base(target), now, linkedid=caller.linkedid)
+        leg = self._new_channel(channel_base(target), now, linkedid=caller.linkedid)
         leg.device, leg.has_pbx = target, False
         leg.context, leg.exten = self.phone_context, caller.exten
         self._event(out, "Newchannel", leg)
@@ -768,9 +719,7 @@ class Model:
         leg.cid_num, leg.cid_name = caller.cid_num, caller.cid_name
         leg.conn_num, leg.conn_name = caller.cid_num, caller.cid_name
         self._newexten(out, leg)
-        self._event(
-            out, "NewCallerid", leg, **{"CID-CallingPres": "0 (Presentation Allowed, Not Screened)"}
-        )
+        self._event(out, "NewCallerid", leg, **CALLING_PRES)
         self._event(out, "NewConnectedLine", leg)
         out.events.append(self._pair("DialBegin", caller, leg, DialString=resource))
         caller.dialing, leg.dialed_by = leg.uniqueid, caller.uniqueid
@@ -790,10 +739,10 @@ class Model:
     def _originate_answered(self, ch: Channel, now: float, out: Outcome) -> None:
         orig = ch.originate
         assert orig is not None
-        out.events.append({**_head("DialEnd"), **self._fields(ch, "Dest"), "DialStatus": "ANSWER"})
+        out.events.append({**head("DialEnd"), **self._fields(ch, "Dest"), "DialStatus": "ANSWER"})
         if orig.respond:
             out.events.append(
-                _originate_response(
+                originate_response(
                     orig.action_id,
                     "Success",
                     ch.name,
@@ -811,35 +760,57 @@ class Model:
         ch.originate, ch.has_pbx = None, True
         if orig.application:
             # The application runs on the channel until it hangs up (ChanSpy, Wait...).
+            # Its dialplan location does not change, so Asterisk sends no Newexten
+            # (channel_newexten: only when context, exten or priority change).
             ch.app, ch.app_data = orig.application, orig.data
-            self._newexten(out, ch)
             return
         ch.context, ch.exten, ch.priority = orig.context, orig.exten, orig.priority
         self._run(ch, now, out)
 
     def _originate_failed(
-        self, ch: Channel, status: str, reason: int, cause: int, now: float, out: Outcome
+        self,
+        ch: Channel,
+        reason: int,
+        cause: int,
+        now: float,
+        out: Outcome,
+        *,
+        dial_status: str | None = None,
     ) -> None:
+        """The Originate failed: its OriginateResponse, the DialEnd (`dial_status`, if
+        the phone said why), then the channel goes (as recorded: the daemon learns why a
+        click-to-dial failed before its call ends)."""
+        self._originate_failure_response(ch, reason, out)
+        if dial_status is not None:
+            out.events.append(
+                {**head("DialEnd"), **self._fields(ch, "Dest"), "DialStatus": dial_status}
+            )
+        self._destroy(ch, cause, now, out)
+
+    def _originate_failure_response(self, ch: Channel, reason: int, out: Outcome) -> None:
+        """manager.c fast_originate, no channel left: the device as requested, the
+        client's ChannelId (or `<unknown>`), the Originate's CallerID, no variables."""
         orig = ch.originate
         assert orig is not None
-        self._destroy(ch, cause, now, out)
-        if orig.respond:
-            out.events.append(
-                _originate_response(
-                    orig.action_id,
-                    "Failure",
-                    ch.name,
-                    orig.context,
-                    orig.exten,
-                    orig.application,
-                    orig.data,
-                    reason,
-                    ch.uniqueid,
-                    ch.cid_num,
-                    ch.cid_name,
-                    self._chanvars(ch),
-                )
+        if not orig.respond:
+            return
+        number, name = orig.caller_id or ("", "")
+        out.events.append(
+            originate_response(
+                orig.action_id,
+                "Failure",
+                ch.device,
+                orig.context,
+                orig.exten,
+                orig.application,
+                orig.data,
+                reason,
+                orig.channel_id or UNKNOWN,
+                number or UNKNOWN,
+                name or UNKNOWN,
+                {},
             )
+        )
 
     # --- leaving, bridging, hanging up -----------------------------------------------
 
@@ -871,6 +842,8 @@ class Model:
         if ch.uniqueid not in self.channels:
             return
         ch.hangup_cause = cause
+        # A Local half takes its other half with it (local_channels.hang_up_partner).
+        partner_later = hang_up_partner(self, ch, cause, now, out)
         if ch.app == "MusicOnHold" and ch.bridge is None:
             self._event(out, "MusicOnHoldStop", ch)
         if ch.dialing is not None:
@@ -886,16 +859,20 @@ class Model:
         del self.channels[ch.uniqueid]
         bridge = self.bridges.get(ch.bridge or "")
         if bridge is None:
-            self._event(out, "Hangup", ch, Cause=str(cause), **{"Cause-txt": _cause(cause)})
+            self._event(out, "Hangup", ch, Cause=str(cause), **{"Cause-txt": cause_text(cause)})
             out.effects.append(Gone(ch.uniqueid, ch.name, cause))
+            if partner_later is not None:
+                finish_partner(self, ch, partner_later, cause, now, out)
             if caller is not None and caller.dialing == ch.uniqueid:
                 self._dial_over(caller, "CHANUNAVAIL", now, out)
             return
         # e1: BridgeLeave of the one hanging up and of the others, its Hangup, then
         # BridgeDestroy, then whatever the others do next.
         others = self._leave_bridge(ch, now, out, set(), defer=True)
-        self._event(out, "Hangup", ch, Cause=str(cause), **{"Cause-txt": _cause(cause)})
+        self._event(out, "Hangup", ch, Cause=str(cause), **{"Cause-txt": cause_text(cause)})
         out.effects.append(Gone(ch.uniqueid, ch.name, cause))
+        if partner_later is not None:
+            finish_partner(self, ch, partner_later, cause, now, out)
         self._after_bridge(bridge, others, now, out)
 
     def _leave_bridge(
@@ -921,7 +898,7 @@ class Model:
         self, bridge: Bridge, others: list[Channel], now: float, out: Outcome
     ) -> None:
         self.bridges.pop(bridge.uniqueid, None)
-        out.events.append({**_head("BridgeDestroy"), **_bridge_fields(bridge)})
+        out.events.append({**head("BridgeDestroy"), **bridge_fields(bridge)})
         for other in others:
             if other.uniqueid not in self.channels:
                 continue
@@ -940,25 +917,38 @@ class Model:
     def _enter(self, bridge: Bridge, ch: Channel, out: Outcome) -> None:
         bridge.members.append(ch.uniqueid)
         ch.bridge = bridge.uniqueid
-        out.events.append({**_head("BridgeEnter"), **_bridge_fields(bridge), **self._fields(ch)})
+        out.events.append({**head("BridgeEnter"), **bridge_fields(bridge), **self._fields(ch)})
 
     def _exit(self, bridge: Bridge, ch: Channel, out: Outcome) -> None:
         if ch.uniqueid in bridge.members:
             bridge.members.remove(ch.uniqueid)
         ch.bridge = None
-        out.events.append({**_head("BridgeLeave"), **_bridge_fields(bridge), **self._fields(ch)})
+        out.events.append({**head("BridgeLeave"), **bridge_fields(bridge), **self._fields(ch)})
 
     # --- event building ----------------------------------------------------------------
 
     def _new_channel(
-        self, base: str, now: float, linkedid: str | None, uniqueid: str | None = None
+        self,
+        base: str,
+        now: float,
+        linkedid: str | None,
+        uniqueid: str | None = None,
+        *,
+        suffix: str = "",
+        same_index: bool = False,
     ) -> Channel:
-        index = self._channel_index.get(base.partition("/")[0], 0)
-        self._channel_index[base.partition("/")[0]] = index + 1
+        """A channel named `<base>-<8 hex digits><suffix>`, counted per technology
+        (`same_index`: the number of the one before, a Local pair's second half)."""
+        tech = base.partition("/")[0]
+        index = self._channel_index.get(tech, 0)
+        if same_index:
+            index = max(0, index - 1)
+        else:
+            self._channel_index[tech] = index + 1
         uid = uniqueid or f"{int(now)}.{self._sequence}"
         self._sequence += 1
         ch = Channel(
-            name=f"{base}-{index:08x}",
+            name=f"{base}-{index:08x}{suffix}",
             uniqueid=uid,
             linkedid=linkedid or uid,
             tech=base.partition("/")[0],
@@ -998,12 +988,12 @@ class Model:
         }
 
     def _event(self, out: Outcome, name: str, ch: Channel, **extra: str) -> None:
-        out.events.append({**_head(name), **self._fields(ch), **extra})
+        out.events.append({**head(name), **self._fields(ch), **extra})
 
     def _newexten(self, out: Outcome, ch: Channel) -> None:
         out.events.append(
             {
-                **_head("Newexten", "dialplan,all"),
+                **head("Newexten", "dialplan,all"),
                 **self._fields(ch),
                 "Extension": ch.exten,
                 "Application": ch.app,
@@ -1012,65 +1002,4 @@ class Model:
         )
 
     def _pair(self, name: str, ch: Channel, dest: Channel, **extra: str) -> Event:
-        return {**_head(name), **self._fields(ch), **self._fields(dest, "Dest"), **extra}
-
-
-def _head(name: str, privilege: str = "call,all") -> Event:
-    return {"Event": name, "Privilege": privilege}
-
-
-def _bridge_fields(bridge: Bridge) -> Event:
-    return {
-        "BridgeUniqueid": bridge.uniqueid,
-        "BridgeType": "basic",
-        "BridgeTechnology": "simple_bridge",
-        "BridgeCreator": UNKNOWN,
-        "BridgeName": UNKNOWN,
-        "BridgeNumChannels": str(len(bridge.members)),
-        "BridgeVideoSourceMode": "none",
-    }
-
-
-def _cause(cause: int) -> str:
-    return CAUSE_TEXT.get(cause, "Unknown")
-
-
-def _channel_base(device: str) -> str:
-    """`PJSIP/1001` rings as `PJSIP/1001-…`; `PJSIP/555@trunk` as `PJSIP/trunk-…`."""
-    tech, _, resource = device.partition("/")
-    number, at, peer = resource.partition("@")
-    return f"{tech}/{peer if at else number}"
-
-
-def _originate_response(
-    action_id: str | None,
-    response: str,
-    channel: str,
-    context: str,
-    exten: str,
-    application: str,
-    data: str,
-    reason: int,
-    uniqueid: str,
-    cid_num: str,
-    cid_name: str,
-    chanvars: dict[str, str],
-) -> Event:
-    event: Event = _head("OriginateResponse")
-    if action_id is not None:
-        event["ActionID"] = action_id
-    event["Response"] = response
-    event["Channel"] = channel
-    if application:
-        event["Application"] = application
-        event["Data"] = data
-    else:
-        event["Context"] = context
-        event["Exten"] = exten
-    event["Reason"] = str(reason)
-    event["Uniqueid"] = uniqueid
-    event["CallerIDNum"] = cid_num
-    event["CallerIDName"] = cid_name
-    if chanvars:
-        event[f"ChanVariable({channel})"] = [f"{k}={v}" for k, v in chanvars.items()]
-    return event
+        return {**head(name), **self._fields(ch), **self._fields(dest, "Dest"), **extra}

@@ -1,7 +1,9 @@
 """Simulated phones: what each device does when it rings, and how long its user talks.
 
 A policy per device name (`PJSIP/1001`); devices without one (the trunk, transfer
-targets) use the default. Pure data: the simulator arms the timers.
+targets) use the default. Pure data: the simulator arms the timers. A `Local/` device has
+no policy (and is not counted in `rings`): as on a real Asterisk, the dialplan its `;2`
+half runs is the phone (adapters/simasterisk/local_channels.py).
 """
 
 from __future__ import annotations

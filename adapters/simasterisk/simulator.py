@@ -5,8 +5,9 @@ simulated phones, runs an AGI session per call against the daemon's FastAGI serv
 sends every event to the AMI sessions. It learns what the daemon did only as a real
 Asterisk would: the channel variables it sets (CC_INTERACTION_ID, CC_IVR_OUTCOME), the
 Dials its dialplan runs (a Dial from the agent context rings an agent's phone), and the
-actions it sends (PJSIPNotify `Event: talk` answers a ringing phone). Use it for demos,
-tests and load:
+actions it sends (PJSIPNotify `Event: talk` answers a ringing phone). A `Local/` device
+is a channel pair whose `;2` half runs the dialplan (its Answer() answers, its Hangup()
+hangs up), with no phone policy. Use it for demos, tests and load:
 
     sim = SimulatedAsterisk(ami_port=0, agi_address=("127.0.0.1", 4573))
     await sim.start()
@@ -28,6 +29,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from adapters.simasterisk import dialplan as dialplan_module
+from adapters.simasterisk import local_channels
 from adapters.simasterisk.agi_client import AgiSession
 from adapters.simasterisk.ami_server import Action, ActionResult, AmiServer, error, response
 from adapters.simasterisk.model import (
@@ -317,18 +319,28 @@ class SimulatedAsterisk:
         handle = self._patience.pop(call.uniqueid, None)
         if handle is not None:
             handle.cancel()
-        talk = call.talk_seconds if call.talk_seconds is not None else policy.talk_seconds
+        leg = self.model.get(effect.leg)
+        # A Local device has no phone policy: its `;2` half's dialplan talks and hangs
+        # up; only the call's own talk time applies, and its user hanging up is that
+        # `;2` half going.
+        phone = local_channels.partner_of(self.model, leg) if leg is not None else None
+        local = leg is not None and local_channels.is_local(leg)
+        talk = call.talk_seconds
+        if talk is None and not local:
+            talk = policy.talk_seconds
         if talk is None:
             return
         by = call.hangup_by or policy.hangup_by
-        target = call.uniqueid if by == CALLER else effect.leg
+        agent_side = phone.uniqueid if phone is not None else effect.leg
+        target = call.uniqueid if by == CALLER else agent_side
         self._later(talk, lambda: self.apply(self.model.remote_hangup(target, self.clock())))
 
     def _originated_connected(self, effect: Connected) -> None:
         # A click-to-dial: the phone that was originated talks for its policy's time,
         # then its user hangs up.
         dialer = self.model.get(effect.caller)
-        if dialer is None:
+        if dialer is None or local_channels.is_local(dialer):
+            # A Local device's `;2` half runs its dialplan: that is its user.
             return
         talk = self.phones.policy(dialer.device).talk_seconds
         if talk is not None:
@@ -491,13 +503,14 @@ class SimulatedAsterisk:
             return ActionResult(
                 response(action, Message="Originate successfully queued"), outcome=outcome
             )
-        # A synchronous Originate: the reply waits for the call's fate, and no
-        # OriginateResponse is sent.
-        if channel is None or channel.originate is None:
+        # A synchronous Originate: the reply waits for the call's fate (after the events
+        # it caused, as PROTOCOL-NOTES says), and no OriginateResponse is sent.
+        if channel is None:
             return ActionResult(error(action, "Originate failed"), outcome=outcome)
-        timeout = channel.originate.timeout
         self.apply(outcome)
-        if await self._wait_answered(channel.uniqueid, timeout):
+        # A Local device's dialplan may have answered it already (originate cleared).
+        pending = channel.originate
+        if pending is None or await self._wait_answered(channel.uniqueid, pending.timeout):
             return ActionResult(response(action, Message="Originate successfully queued"))
         return ActionResult(error(action, "Originate failed"))
 
