@@ -33,7 +33,7 @@ from adapters.simasterisk.controls import AGENT_PHONE, SimulatorControls, genera
 from adapters.simasterisk.phones import Phones
 from adapters.simasterisk.traffic import TrafficModel
 from adapters.webchat import WebChat
-from contact_center import heap, roster_sync, text_channels
+from contact_center import chat_wiring, heap, roster_sync, text_channels
 from contact_center.auth import revocation
 from contact_center.auth.passwords import LoginGate
 from contact_center.auth.ratelimit import LoginRateLimiter
@@ -337,7 +337,7 @@ def routing_component(daemon: Daemon) -> Callable[[web.Application], AsyncIterat
             bus=daemon.bus,
             sessionmaker=daemon.sessionmaker,
             notifier=BrowserNotifier(
-                daemon.hub, contact_listeners=[text_channels.chat_contact_listener(daemon)]
+                daemon.hub, contact_listeners=[chat_wiring.chat_contact_listener(daemon)]
             ),
             screen_pops=daemon.screen_pops,
             channels=Channels(CHANNEL_SPECS, ports),
@@ -429,7 +429,7 @@ def make_app(config: Config) -> web.Application:
     add_routes(app, ws.ROUTES)
     add_routes(app, api_routing.ROUTES)
     ws.add_ws_messages(app, api_routing.MESSAGES)
-    ws.add_ws_messages(app, text_channels.WS_MESSAGES)
+    ws.add_ws_messages(app, chat_wiring.WS_MESSAGES)
     ws.on_connect(app, api_routing.on_connect)
     add_routes(app, pages.ROUTES)
     add_routes(app, text_channels.web_routes(daemon))

@@ -115,6 +115,12 @@ class EmailChannelConfig(_Model):
     enabled: bool = False
     queue: Name = "email"
     max_body_bytes: PositiveInt = 1_000_000
+    # Attachments over this are listed on the message but not kept.
+    max_attachment_bytes: PositiveInt = 10 * 1024 * 1024
+    # Where kept attachments are written (one folder per message).
+    attachments_dir: str = "./data/attachments"
+    # The name replies are signed with when the agent's own is not used.
+    from_name: str | None = None
     imap: ImapConfig = ImapConfig()
     smtp: SmtpConfig = SmtpConfig()
 
@@ -260,6 +266,16 @@ class Config(_Model):
                     problems.append(
                         f"channels.chat.topics.{topic}.{skill}: unknown skill {skill!r}"
                     )
+        email = channels.email
+        if email.enabled:
+            for field_name, value in (
+                ("imap.username", email.imap.username),
+                ("smtp.from_address", email.smtp.from_address),
+            ):
+                if not value:
+                    problems.append(f"channels.email.{field_name}: required when email is enabled")
+            if "@" not in email.smtp.from_address:
+                problems.append("channels.email.smtp.from_address: not an email address")
         sms = channels.sms
         if sms.enabled:
             # Without these nothing can be sent, and an empty token would accept any

@@ -6,6 +6,10 @@ may not read, as for one that does not exist).
 
 from __future__ import annotations
 
+import asyncio
+import urllib.parse
+from pathlib import Path
+
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -17,6 +21,7 @@ from contact_center.web.errors import ApiError, path_int, read_body
 from contact_center.web.routes import ANY_USER, RouteSpec
 from contact_center.web.serialize import interaction_json, message_json
 from crm_store import audit, interactions, opt_outs
+from crm_store.models import Message
 
 
 class Reply(BaseModel):
@@ -101,6 +106,51 @@ async def reply(request: web.Request) -> web.Response:
     return web.json_response(payload, status=202)
 
 
+def _stored_file(folder: str, ref: str) -> Path | None:
+    """The attachment file `ref` names under `folder`; None when it is not there (or the
+    ref would lead out of the folder)."""
+    root = Path(folder).resolve()
+    path = (root / ref).resolve()
+    return path if root in path.parents and path.is_file() else None
+
+
+async def attachment(request: web.Request) -> web.StreamResponse:
+    """One attachment of a message the user may read, as a download (never shown inline:
+    a mail's HTML file must not run as the daemon's page)."""
+    interaction_id = path_int(request, "interaction_id")
+    message_id = path_int(request, "message_id")
+    index = path_int(request, "index")
+    scope = await access.read_scope(request)
+    async with transaction(request) as db:
+        await access.readable_interaction(scope, db, interaction_id)
+        message = await db.get(Message, message_id)
+        if message is None or message.interaction_id != interaction_id:
+            raise ApiError(404, "request.not_found", f"no message {message_id} on this contact")
+        items = message.attachments or []
+        if not 0 <= index < len(items):
+            raise ApiError(
+                404, "request.not_found", f"message {message_id} has no attachment {index}"
+            )
+        item = items[index]
+    ref = item.get("ref")
+    if not ref or "://" in str(ref):
+        reason = item.get("dropped") or ("kept at the provider" if ref else "not kept")
+        raise ApiError(404, "request.not_found", f"attachment {index} is not stored here: {reason}")
+    path = await asyncio.to_thread(
+        _stored_file, request.app[DAEMON].config.channels.email.attachments_dir, str(ref)
+    )
+    if path is None:
+        raise ApiError(404, "request.not_found", f"attachment {index} is missing from the store")
+    response = web.FileResponse(path)
+    response.content_type = "application/octet-stream"
+    name = str(item.get("filename") or "attachment")
+    response.headers["Content-Disposition"] = (
+        f"attachment; filename*=UTF-8''{urllib.parse.quote(name, safe='')}"
+    )
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
 async def wrap_up(request: web.Request) -> web.Response:
     """Save disposition and notes (and link the customer); agents only on their own."""
     interaction_id = path_int(request, "interaction_id")
@@ -138,6 +188,13 @@ ROUTES = [
     RouteSpec("GET", BASE + "/messages", messages, ANY_USER, "Messages of an interaction"),
     RouteSpec(
         "POST", BASE + "/messages", reply, ANY_USER, "Write to the customer", body=Reply, status=202
+    ),
+    RouteSpec(
+        "GET",
+        BASE + "/messages/{message_id}/attachments/{index}",
+        attachment,
+        ANY_USER,
+        "Download an attachment",
     ),
     RouteSpec("POST", BASE + "/wrap-up", wrap_up, ANY_USER, "Wrap up a contact", body=WrapUp),
 ]

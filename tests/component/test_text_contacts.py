@@ -58,7 +58,15 @@ async def sms_api(
         return adapter
 
     monkeypatch.setitem(text_channels.ADAPTERS, "sms", start)
-    channels = {"sms": {"enabled": True, "queue": "sms"}}
+    channels = {
+        "sms": {
+            "enabled": True,
+            "queue": "sms",
+            "account_sid": "AC" + "0" * 32,
+            "auth_token": "token",
+            "from_number": "+447700900000",
+        }
+    }
     return await start_api(tmp_path, aiohttp_server, aiohttp_client, channels=channels), adapter
 
 

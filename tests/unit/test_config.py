@@ -96,6 +96,22 @@ def test_enabled_channel_needs_its_queue() -> None:
     assert found == ["channels.chat.queue: unknown queue 'web'"]
 
 
+def test_text_channels_settings_are_checked() -> None:
+    queue = [{"name": "sms", "channels": ["sms"]}]
+    found = problems({"queues": queue, "channels": {"sms": {"enabled": True, "queue": "sms"}}})
+    assert found == [
+        "channels.sms.account_sid: required when sms is enabled",
+        "channels.sms.auth_token: required when sms is enabled",
+        "channels.sms.from_number: required when sms is enabled",
+    ]
+    chat = {"topics": {"bills": {"billing": 3}}, "allowed_origins": ["https://shop.example"]}
+    found = problems({"channels": {"chat": chat}})
+    assert found == ["channels.chat.topics.bills.billing: unknown skill 'billing'"]
+    found = problems({"channels": {"chat": {"allowed_origins": ["shop.example/path"]}}})
+    assert len(found) == 1 and "channels.chat.allowed_origins" in found[0]
+    assert "is not an origin" in found[0]
+
+
 def test_env_reference_is_expanded_and_secret_hidden() -> None:
     config = parse_config({"pbx": {"ami": {"secret": "${AMI_SECRET}"}}}, {"AMI_SECRET": "s3cr3t"})
     assert config.pbx.ami.secret.get_secret_value() == "s3cr3t"

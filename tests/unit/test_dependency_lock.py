@@ -20,8 +20,19 @@ ROOT = Path(__file__).resolve().parents[2]
 _PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s\\;]+)")
 
 # Licences compatible with shipping the whole under AGPL-3.0-or-later (permissive, or
-# MPL-2.0 file-level copyleft). Anything else needs a person's decision first.
-COMPATIBLE = {"MIT", "MIT-0", "BSD-2-Clause", "BSD-3-Clause", "Apache-2.0", "PSF-2.0", "MPL-2.0"}
+# MPL-2.0 file-level copyleft, or GPL-3.0, whose section 13 lets a GPL-3.0 work be
+# combined with an AGPL-3.0 one: aioimaplib). Anything else needs a person's decision.
+COMPATIBLE = {
+    "MIT",
+    "MIT-0",
+    "BSD-2-Clause",
+    "BSD-3-Clause",
+    "Apache-2.0",
+    "PSF-2.0",
+    "MPL-2.0",
+    "GPL-3.0-only",
+    "GPL-3.0-or-later",
+}
 _SPELLINGS = {
     "mit license": "MIT",
     "apache 2.0": "Apache-2.0",

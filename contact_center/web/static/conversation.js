@@ -84,9 +84,14 @@ export class Conversation {
     const parts = [meta];
     if (m.subject && this.contact.channel === "email") parts.push(el("div", { class: "subject" }, m.subject));
     parts.push(el("div", { class: "body" }, m.body));
-    for (const a of m.attachments || []) {
-      parts.push(el("div", { class: "attachment muted" }, "📎 ", a.filename, ` (${a.size} bytes)`, a.dropped ? ` – ${a.dropped}` : ""));
-    }
+    (m.attachments || []).forEach((a, index) => {
+      // Kept here: a download link; at the provider (MMS) or dropped: said so.
+      const local = a.ref && !a.ref.includes("://");
+      const name = local
+        ? el("a", { href: `/api/v1/interactions/${m.interaction_id}/messages/${m.id}/attachments/${index}`, download: a.filename }, a.filename)
+        : a.filename;
+      parts.push(el("div", { class: "attachment muted" }, "📎 ", name, ` (${a.size} bytes)`, a.dropped ? ` – ${a.dropped}` : ""));
+    });
     if (m.error && m.status !== "sent") parts.push(el("div", { class: "error message-error" }, m.error));
     return el("li", { class: `message ${mine ? "out" : "in"}`, "data-message": m.id }, ...parts);
   }
