@@ -155,10 +155,17 @@ class ChatChannelConfig(_Model):
         return sorted(allowed_origins(value))
 
 
+class CannedReply(_Model):
+    title: Annotated[str, Field(min_length=1, max_length=80)]
+    body: Annotated[str, Field(min_length=1, max_length=4000)]
+
+
 class ChannelsConfig(_Model):
     email: EmailChannelConfig = EmailChannelConfig()
     sms: SmsChannelConfig = SmsChannelConfig()
     chat: ChatChannelConfig = ChatChannelConfig()
+    # Ready-made answers agents insert in a chat, SMS or email (and then edit).
+    canned_replies: list[CannedReply] = []
 
 
 class SkillConfig(_Model):

@@ -61,6 +61,13 @@ def reply_references(inbound_refs: Sequence[str], inbound_id: str | None) -> lis
     return chain
 
 
+def quoted(body: str, who: str, when: datetime) -> str:
+    """The customer's message as an email reply quotes it, below the answer."""
+    lines = body.rstrip().splitlines() or [""]
+    quote = "\n".join(">" + (" " + line if line else "") for line in lines)
+    return f"On {when:%Y-%m-%d %H:%M} UTC, {who} wrote:\n{quote}\n"
+
+
 async def queue_reply(
     session: AsyncSession,
     interaction_id: int,
@@ -69,9 +76,11 @@ async def queue_reply(
     author_id: int | None,
     subject: str | None = None,
     provider_id: str | None = None,
+    quote: bool = False,
     at: datetime | None = None,
 ) -> Message:
-    """Store an agent's message for the contact's customer, answering their latest one."""
+    """Store an agent's message for the contact's customer, answering their latest one
+    (quoted below it when `quote`, as email replies do)."""
     interaction = await get_interaction(session, interaction_id)
     if not interaction.address:
         raise InvalidData("this contact has no address to answer")
@@ -86,6 +95,9 @@ async def queue_reply(
         refs = reply_references(last_in.thread_refs or [], last_in.provider_id)
     if subject is None and last_in is not None:
         subject = last_in.subject
+    if quote and last_in is not None:
+        who = last_in.sender_name or last_in.sender or "you"
+        body = f"{body.rstrip()}\n\n{quoted(last_in.body, who, last_in.created_at)}"
     return await messages.queue_outbound(
         session,
         interaction_id,

@@ -30,6 +30,8 @@ class Reply(BaseModel):
     model_config = ConfigDict(extra="forbid")
     body: str = Field(min_length=1, max_length=100_000)
     subject: str | None = Field(default=None, max_length=998)
+    # Email: the customer's last message quoted below the answer.
+    quote: bool = False
 
 
 class WrapUp(BaseModel):
@@ -97,6 +99,7 @@ async def reply(request: web.Request) -> web.Response:
             subject=body.subject,
             author_id=actor.user_id,
             provider_id=delivery.new_provider_id(ix.channel),
+            quote=body.quote,
         )
         await audit.record(
             db, actor, "message.queued", "interaction", ix.id, {"message_id": message.id}

@@ -93,6 +93,7 @@ async def desktop_settings(request: web.Request) -> web.Response:
                 for q in config.queues
             ],
             "pbx_mode": config.pbx.mode,
+            "canned_replies": [r.model_dump() for r in config.channels.canned_replies],
         }
     )
 

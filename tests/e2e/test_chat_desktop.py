@@ -42,6 +42,9 @@ def test_a_visitor_chats_with_an_agent(browser: Any, daemon: RunningDaemon) -> N
     assert "<script>alert(1)</script>" in desk.inner_text("#messages li.message.in .body")
     assert desk.locator("#messages script").count() == 0
 
+    # A canned reply goes into the composer, to be edited.
+    desk.select_option("#canned-replies", label="Greeting")
+    assert "thank you for contacting us" in desk.input_value("#reply-body")
     desk.fill("#reply-body", "Please unplug it for ten seconds.")
     desk.click("#send-reply")
     desk.wait_for_selector(

@@ -167,7 +167,7 @@ async def test_a_mail_conversation_end_to_end(
             ("Order 1234 missing", "Where is it?")
         ]
 
-        answer = await agent.post(path, {"body": "It ships today.\n\nAlex"})
+        answer = await agent.post(path, {"body": "It ships today.\n\nAlex", "quote": True})
         assert answer.status == 202, await answer.text()
         sent = await until(ws, "message_status", interaction_id=interaction_id)
         assert sent["message"]["status"] == "sent", sent
@@ -179,6 +179,9 @@ async def test_a_mail_conversation_end_to_end(
         reply_to = reply["Reply-To"]
         assert reply_to.startswith("support+c") and reply_to.endswith("@example.com")
         assert reply["Message-ID"].strip("<>") == sent["message"]["provider_id"]
+        text = reply.get_payload(decode=True).decode().replace("\r\n", "\n")  # type: ignore[union-attr]
+        assert text.startswith("It ships today.\n\nAlex\n\nOn ")
+        assert "Ana Pérez wrote:\n> Where is it?" in text
 
         # The customer answers from a client that keeps no threading headers, to the
         # Reply-To address: it joins the same contact, live on the desktop.

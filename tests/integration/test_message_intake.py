@@ -361,3 +361,12 @@ def test_reply_references() -> None:
     assert reply_references(["b", "a", "b"], "c") == ["a", "b", "c"]
     assert reply_references([], "c") == ["c"]
     assert reply_references(["b"], None) == ["b"]
+
+
+def test_quoted() -> None:
+    from adapters.messaging.delivery import quoted
+
+    when = datetime(2026, 12, 1, 9, 5, tzinfo=UTC)
+    assert quoted("Hello\n\nthere\n", "Ana", when) == (
+        "On 2026-12-01 09:05 UTC, Ana wrote:\n> Hello\n>\n> there\n"
+    )

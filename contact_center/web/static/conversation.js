@@ -9,8 +9,9 @@ const STATUS_TEXT = {
 };
 
 export class Conversation {
-  constructor(contact) {
+  constructor(contact, cannedReplies = []) {
     this.contact = contact;
+    this.cannedReplies = cannedReplies;
     this.messages = new Map();
     this.unread = 0;
     this.customerTypingUntil = 0;
@@ -30,9 +31,10 @@ export class Conversation {
     if (message.direction === "inbound") this.customerTypingUntil = 0;
   }
 
-  async send(body, subject) {
+  async send(body, subject, quote) {
     const payload = { body };
     if (subject) payload.subject = subject;
+    if (quote) payload.quote = true;
     const message = await call("POST", `/api/v1/interactions/${this.contact.interaction_id}/messages`, payload);
     this.messages.set(message.id, message);
     return message;
@@ -54,13 +56,36 @@ export class Conversation {
       : null;
     const text = el("textarea", { id: "reply-body", "aria-label": "reply", placeholder: "Write to the customer", required: true });
     const error = el("p", { class: "error", id: "reply-error", role: "alert" });
-    const form = el("form", { id: "reply-form", class: "reply" }, subject, text,
+    // Ready-made answers: inserted at the cursor, then edited.
+    const canned = this.cannedReplies.length
+      ? el("select", { id: "canned-replies", "aria-label": "canned replies" },
+          el("option", { value: "" }, "Insert a canned reply…"),
+          this.cannedReplies.map((r, i) => el("option", { value: String(i) }, r.title)))
+      : null;
+    if (canned) {
+      canned.addEventListener("change", () => {
+        const reply = this.cannedReplies[Number(canned.value)];
+        if (reply) {
+          const at = text.selectionStart ?? text.value.length;
+          text.value = text.value.slice(0, at) + reply.body + text.value.slice(at);
+          text.focus();
+        }
+        canned.value = "";
+      });
+    }
+    // Email: the customer's last message quoted below the answer, as mail clients do.
+    const quote = isEmail && lastIn
+      ? el("label", { class: "muted" }, el("input", { type: "checkbox", id: "reply-quote", checked: true }),
+          " Quote the customer's message")
+      : null;
+    const form = el("form", { id: "reply-form", class: "reply" }, subject, canned, text, quote,
       el("button", { type: "submit", class: "primary", id: "send-reply" }, "Send"), error);
     form.addEventListener("submit", async (e) => {
       e.preventDefault();
       error.textContent = "";
       try {
-        await this.send(text.value, subject ? subject.value : null);
+        const quoting = quote ? quote.querySelector("input").checked : false;
+        await this.send(text.value, subject ? subject.value : null, quoting);
         text.value = "";
         onSent();
       } catch (err) { error.textContent = err.message; }

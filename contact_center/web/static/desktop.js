@@ -143,7 +143,7 @@ function showContact(contact) {
     state.contacts.set(id, contact);
     if (isNew || state.selected === null) state.selected = id;
     if ((contact.actions || []).includes("reply") && !state.conversations.has(id)) {
-      const conversation = new Conversation(contact);
+      const conversation = new Conversation(contact, state.settings.canned_replies || []);
       state.conversations.set(id, conversation);
       conversation.loaded.then(() => { if (state.selected === id) renderContact(); }).catch(() => null);
     }
