@@ -33,7 +33,7 @@ from adapters.simasterisk.controls import AGENT_PHONE, SimulatorControls, genera
 from adapters.simasterisk.phones import Phones
 from adapters.simasterisk.traffic import TrafficModel
 from adapters.webchat import WebChat
-from contact_center import chat_wiring, heap, roster_sync, text_channels
+from contact_center import chat_wiring, heap, roster_sync, sms_wiring, text_channels
 from contact_center.auth import revocation
 from contact_center.auth.passwords import LoginGate
 from contact_center.auth.ratelimit import LoginRateLimiter
@@ -337,7 +337,11 @@ def routing_component(daemon: Daemon) -> Callable[[web.Application], AsyncIterat
             bus=daemon.bus,
             sessionmaker=daemon.sessionmaker,
             notifier=BrowserNotifier(
-                daemon.hub, contact_listeners=[chat_wiring.chat_contact_listener(daemon)]
+                daemon.hub,
+                contact_listeners=[
+                    chat_wiring.chat_contact_listener(daemon),
+                    sms_wiring.survey_listener(daemon),
+                ],
             ),
             screen_pops=daemon.screen_pops,
             channels=Channels(CHANNEL_SPECS, ports),

@@ -134,6 +134,10 @@ class SmsChannelConfig(_Model):
     # Base URL of the Twilio REST API; a loopback fake in tests.
     api_base_url: str = "https://api.twilio.com"
     max_body_chars: PositiveInt = 1600
+    # Texted to the customer when an agent closes the conversation (none: not asked); a
+    # reply of just 1-5 within the window is the contact's CSAT.
+    csat_question: Annotated[str, Field(min_length=1, max_length=320)] | None = None
+    csat_window_hours: PositiveFloat = 24.0
 
 
 class ChatChannelConfig(_Model):

@@ -19,6 +19,7 @@ from adapters.messaging.delivery import MessageDelivery
 from adapters.messaging.events import CustomerTyping, MessageReceived, MessageStatusChanged
 from adapters.messaging.intake import MessageIntake, TextChannelRoute
 from adapters.messaging.model import MessageSender
+from adapters.messaging.survey import Survey
 from contact_center.channel_runtime import AdapterStart, LatePorts
 from contact_center.chat_wiring import chat_web_routes, start_chat
 from contact_center.config import ChatChannelConfig, EmailChannelConfig, SmsChannelConfig
@@ -38,6 +39,14 @@ TEXT_CHANNELS = ("email", "sms", "chat")
 
 # Each channel's adapter, started with the intake when the channel is enabled.
 ADAPTERS: dict[str, AdapterStart] = {"email": start_email, "sms": start_sms, "chat": start_chat}
+
+
+def surveys(daemon: Daemon) -> dict[str, Survey]:
+    """The channels that ask "how did we do?" when a contact ends."""
+    sms = daemon.config.channels.sms
+    if not sms.enabled or not sms.csat_question:
+        return {}
+    return {"sms": Survey(sms.csat_question, sms.csat_window_hours * 3600.0)}
 
 
 def web_routes(daemon: Daemon) -> list[RouteSpec]:
@@ -120,6 +129,7 @@ def text_channels_component(
             routes=routes,
             region=daemon.config.database.default_region,
             outbox=daemon.outbox,
+            surveys=surveys(daemon),
         )
         senders: dict[str, MessageSender] = {}
         running: list[Any] = []

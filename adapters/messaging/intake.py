@@ -19,15 +19,18 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from adapters.messaging.events import MessageReceived
 from adapters.messaging.model import InboundMessage, Received
+from adapters.messaging.survey import Survey, answers_survey
 from crm_store import customers, messages
+from crm_store.csat import record_contact_csat
 from crm_store.errors import InvalidData, NotFound
 from crm_store.interactions import get_interaction, record_interaction
 from crm_store.messages import AttachmentRow
-from crm_store.models import Interaction
+from crm_store.models import Interaction, Message
 from routing.channels import ChannelSpec
 from routing.events import ContactQueued
 from routing.outbox import StoreOutbox, StoreUnavailable
@@ -56,6 +59,8 @@ class MessageIntake:
         outbox: StoreOutbox | None = None,
         # An email thread token (in our reply address or subject) -> its interaction id.
         read_token: Callable[[str], int | None] | None = None,
+        # The satisfaction question each channel asks when a contact ends (SMS).
+        surveys: Mapping[str, Survey] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.sessionmaker = sessionmaker
@@ -65,6 +70,7 @@ class MessageIntake:
         self.region = region
         self.outbox = outbox
         self.read_token = read_token
+        self.surveys = dict(surveys or {})
         self.clock = clock
         # Two messages of one conversation at once must not open two contacts: one of a
         # few locks per conversation (striped: bounded however many conversations run).
@@ -108,7 +114,11 @@ class MessageIntake:
                 return Received(known.interaction_id, known.id, False, duplicate=True), None
             thread_key, current = await self._conversation(session, message)
             queued: ContactQueued | None = None
-            if current is None or current.ended_at is not None:
+            score = await self._survey_answer(session, message, current)
+            if score is not None and current is not None:
+                # The answer to "how did we do?": the closed contact's CSAT, not a new one.
+                await record_contact_csat(session, current.id, score)
+            elif current is None or current.ended_at is not None:
                 current, queued = await self._open(session, message, spec, thread_key, at)
             stored = await messages.add_inbound(
                 session,
@@ -129,6 +139,29 @@ class MessageIntake:
                 at=at,
             )
             return Received(current.id, stored.id, queued is not None), queued
+
+    async def _survey_answer(
+        self, session: AsyncSession, message: InboundMessage, current: Interaction | None
+    ) -> int | None:
+        survey = self.surveys.get(message.channel)
+        if survey is None or current is None or current.ended_at is None:
+            return None
+        last = await session.scalar(
+            select(Message)
+            .where(Message.interaction_id == current.id)
+            .order_by(Message.id.desc())
+            .limit(1)
+        )
+        if last is None:
+            return None
+        return answers_survey(
+            survey,
+            last_body=last.body,
+            last_from_daemon=last.direction == "outbound" and last.author_id is None,
+            asked_at=(last.status_at or last.created_at).timestamp(),
+            now=message.received_at,
+            body=message.body,
+        )
 
     async def _conversation(
         self, session: AsyncSession, message: InboundMessage

@@ -11,9 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 
 from contact_center.keys import DAEMON
 from crm_store import customers
+from crm_store.models import Interaction
 from tests.component.api_fixtures import Api, ClientFactory, ServerFactory, start_api
 from tests.component.test_routing_flow import request, until
 from tests.fakes.twilio_api import FakeTwilio
@@ -22,6 +24,7 @@ ACCOUNT = "AC" + "0123456789abcdef" * 2
 TOKEN = "twilio-auth-token-1"
 OUR_NUMBER = "+441632960001"
 CUSTOMER = "+447700900123"
+QUESTION = "How did we do? Reply with a number from 1 to 5."
 
 
 @pytest.fixture
@@ -46,6 +49,7 @@ async def sms_daemon(
             "auth_token": TOKEN,
             "from_number": OUR_NUMBER,
             "api_base_url": twilio.base_url,
+            "csat_question": QUESTION,
         }
     }
     # Twilio calls the public URL; the test server listens on a loopback port behind it.
@@ -125,6 +129,33 @@ async def test_a_text_conversation_with_a_delivery_receipt(
         assert await post(api, twilio, "/webhooks/twilio/status", late) == 200
         listed = await (await agent.get(path)).json()
         assert [m["status"] for m in listed["messages"]] == ["received", "delivered"]
+
+        # Closed: the customer is asked how it went, and a "5" is the contact's CSAT,
+        # not a new conversation.
+        done = await request(ws, "call_action", interaction_id=interaction_id, action="hangup")
+        assert done["ok"], done
+
+        async def asked() -> bool:
+            return len(twilio.sent) == 2
+
+        for _ in range(100):
+            if await asked():
+                break
+            await asyncio.sleep(0.05)
+        assert twilio.sent[1].body == QUESTION and twilio.sent[1].to == CUSTOMER
+        assert await post(api, twilio, "/webhooks/twilio/sms", inbound(sid("5"), "5")) == 200
+        listed = await (await agent.get(path)).json()
+        assert [m["body"] for m in listed["messages"]][-1] == "5"
+        found = await (await agent.get(f"/api/v1/interactions/{interaction_id}")).json()
+        assert found["csat"] == 5
+        # Not an answer to the question: a new conversation.
+        assert (
+            await post(api, twilio, "/webhooks/twilio/sms", inbound(sid("6"), "One more thing"))
+            == 200
+        )
+        async with daemon.sessionmaker() as db:
+            ids = (await db.scalars(select(Interaction.id).order_by(Interaction.id))).all()
+        assert len(ids) == 2 and ids[0] == interaction_id  # the agent's wrap-up first
 
 
 async def test_unsigned_webhooks_store_nothing_and_stop_is_honoured(
