@@ -42,7 +42,7 @@ from contact_center.auth.stored_sessions import StoreSessionStore
 from contact_center.bus import EventBus
 from contact_center.config import Config
 from contact_center.flows import load_configured_flows
-from contact_center.health import HealthRegistry, State
+from contact_center.health import HealthRegistry, State, watch_store_writer
 from contact_center.keys import DAEMON
 from contact_center.metrics import Metrics
 from contact_center.notifier import BrowserNotifier
@@ -169,8 +169,16 @@ def database_component(daemon: Daemon) -> Callable[[web.Application], AsyncItera
         )
         if is_sqlite(url):
             daemon.fast_intake = await SqliteIntake.open(url)
-        daemon.outbox = StoreOutbox(daemon.sessionmaker, fast=daemon.fast_intake)
+        # One writer per database: every hot-path write queues here (bounded; callers
+        # wait when it is full) and is retried while the store is busy or down.
+        daemon.outbox = StoreOutbox(
+            daemon.sessionmaker,
+            fast=daemon.fast_intake,
+            limit=daemon.config.database.write_queue_limit,
+        )
         await daemon.outbox.start()
+        watch_store_writer(daemon.health, daemon.outbox)
+        daemon.metrics.watch_store_writer(daemon.outbox)
         daemon.health.set("database", "up", daemon.database_detail)
         yield
         # Everything else has stopped: what is still held gets its last chance.

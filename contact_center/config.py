@@ -27,7 +27,6 @@ from pydantic import (
 from adapters.asterisk.settings import PbxConfig
 from adapters.channels import CHANNEL_NAMES
 from adapters.simasterisk.settings import SimulatorConfig
-from adapters.webchat.visitors import allowed_origins
 from contact_center.errors import ConfigError
 from ivr_flows import safe_yaml
 from routing.settings import (
@@ -71,6 +70,9 @@ class DatabaseConfig(_Model):
     # Region used to read national phone numbers such as "020 7946 0018".
     default_region: Annotated[str, Field(min_length=2, max_length=2)] = "GB"
     echo: bool = False
+    # Writes waiting for the store (new contacts, IVR paths, routing's updates) before
+    # callers wait for room: the daemon slows down rather than failing calls.
+    write_queue_limit: Annotated[int, Field(ge=10)] = 5000
 
     @field_validator("url")
     @classmethod
@@ -156,6 +158,9 @@ class ChatChannelConfig(_Model):
     @field_validator("allowed_origins")
     @classmethod
     def _origins(cls, value: list[str]) -> list[str]:
+        # Imported here: the CLI's --help must not load the web chat (nor aiohttp).
+        from adapters.webchat.visitors import allowed_origins
+
         return sorted(allowed_origins(value))
 
 

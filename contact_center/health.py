@@ -5,9 +5,14 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-State = Literal["up", "down", "disabled", "starting"]
+# "saturated": working, but slower than asked (the store writer's queue is over its
+# high-water mark: producers are being held back). /status says "degraded" meanwhile.
+State = Literal["up", "down", "disabled", "starting", "saturated"]
+
+if TYPE_CHECKING:
+    from routing.store_writer import StoreWriter
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +54,7 @@ class HealthRegistry:
                 log.warning("%s is down: %s", name, error or detail)
             elif current.state == "down" and state == "up":
                 log.info("%s recovered", name)
+            # Saturation is logged by whoever saturates (once per change, with figures).
             current.since = datetime.now(UTC)
         current.state = state
         current.detail = detail
@@ -64,5 +70,19 @@ class HealthRegistry:
         return list(self._components.values())
 
     def healthy(self) -> bool:
-        """True when no component is down."""
-        return all(c.state != "down" for c in self._components.values())
+        """True when no component is down or saturated."""
+        return all(c.state not in ("down", "saturated") for c in self._components.values())
+
+
+STORE_WRITES = "database.writes"
+
+
+def watch_store_writer(health: HealthRegistry, writer: StoreWriter) -> None:
+    """Show the store writer as component `database.writes`: up, or saturated with its
+    queue depth while it is over its high-water mark."""
+
+    def report(saturated: bool, detail: str) -> None:
+        health.set(STORE_WRITES, "saturated" if saturated else "up", detail)
+
+    writer.watch(report)
+    report(writer.saturated, f"{writer.depth} writes queued (high water {writer.high_water})")

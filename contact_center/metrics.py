@@ -15,8 +15,9 @@ from contact_center.gc_pauses import GcCollector
 if TYPE_CHECKING:
     from contact_center.bus import EventBus
     from contact_center.health import HealthRegistry
+    from routing.store_writer import StoreWriter
 
-STATES = ("up", "down", "disabled", "starting")
+STATES = ("up", "down", "disabled", "starting", "saturated")
 
 
 class _LiveCollector(Collector):
@@ -45,6 +46,61 @@ class _LiveCollector(Collector):
         )
 
 
+class _StoreWriterCollector(Collector):
+    """The store writer's queue: how deep, how often producers waited, how often the
+    store refused a batch (bench/simulator_calls.py drives it past saturation)."""
+
+    def __init__(self, writer: StoreWriter) -> None:
+        self._writer = writer
+
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+        w, stats = self._writer, self._writer.stats
+        yield GaugeMetricFamily(
+            "cc_store_write_queue_depth", "Writes queued for the store", value=w.depth
+        )
+        yield GaugeMetricFamily(
+            "cc_store_write_queue_max_depth", "Deepest the queue has been", value=stats.max_depth
+        )
+        yield GaugeMetricFamily(
+            "cc_store_write_queue_limit", "Queued writes before producers wait", value=w.limit
+        )
+        yield GaugeMetricFamily(
+            "cc_store_write_saturated",
+            "1 while the queue is over its high-water mark",
+            value=1.0 if w.saturated else 0.0,
+        )
+        yield GaugeMetricFamily(
+            "cc_store_write_held",
+            "1 while the store cannot be written and contacts are served from memory",
+            value=1.0 if w.holding else 0.0,
+        )
+        yield CounterMetricFamily(
+            "cc_store_write_batches", "Transactions committed", value=stats.batches
+        )
+        yield CounterMetricFamily("cc_store_write_ops", "Writes committed", value=stats.ops_written)
+        yield CounterMetricFamily(
+            "cc_store_write_retries",
+            "Batches the store could not take (busy, locked, down), retried",
+            value=stats.retries,
+        )
+        yield CounterMetricFamily(
+            "cc_store_write_waits", "Times a producer waited for room", value=stats.waits
+        )
+        yield CounterMetricFamily(
+            "cc_store_write_wait_seconds",
+            "Time producers spent waiting for room",
+            value=stats.wait_seconds,
+        )
+        yield CounterMetricFamily(
+            "cc_store_write_rekeyed",
+            "Held contacts stored under another id (theirs was taken meanwhile)",
+            value=stats.rekeyed,
+        )
+        yield CounterMetricFamily(
+            "cc_store_write_lost", "Writes given up (wrong in themselves)", value=w.lost_writes
+        )
+
+
 class Metrics:
     """The daemon's own registry, so tests and several apps in one process don't collide."""
 
@@ -61,9 +117,17 @@ class Metrics:
             ["method", "route", "status"],
             registry=self.registry,
         )
+        self._store_writer: _StoreWriterCollector | None = None
         self.http_seconds = Histogram(
             "cc_http_request_seconds",
             "Time to serve an HTTP request",
             ["route"],
             registry=self.registry,
         )
+
+    def watch_store_writer(self, writer: StoreWriter) -> None:
+        """Expose `writer`'s queue (one per daemon; a second call replaces the first)."""
+        if self._store_writer is not None:
+            self.registry.unregister(self._store_writer)
+        self._store_writer = _StoreWriterCollector(writer)
+        self.registry.register(self._store_writer)

@@ -86,9 +86,7 @@ def component(
         if made is None or live is None:
             yield
             return
-        task = asyncio.create_task(
-            watch(RosterSync(made, utcnow()), live), name="roster-sync"
-        )
+        task = asyncio.create_task(watch(RosterSync(made, utcnow()), live), name="roster-sync")
         yield
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):

@@ -5,6 +5,11 @@ trips to aiosqlite's thread (begin, select, load, insert, commit, reset), some 3
 CPU per call: at 100 calls a second that alone loaded the event loop. Here one dedicated
 connection on one worker thread does the look-up and the insert in a single call, the
 way the screen pop reader reads. Same rows, same storage formats as the ORM writes.
+
+The same connection and thread are the SQLite side of the daemon's one store writer
+(routing.store_writer): `apply` writes a whole batch (new contacts, their updates, contact
+events) in one `BEGIN IMMEDIATE` transaction and one thread hop, so the hot path's writes
+never compete with each other for SQLite's single write lock.
 """
 
 from __future__ import annotations
@@ -17,8 +22,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import Engine, create_engine
+from sqlalchemy.pool import StaticPool
+
 from crm_store.errors import NotFound
 from crm_store.screen_pop import sqlite_file
+from crm_store.write_batch import BatchResult, Op, apply_batch
 
 _LOOKUP = (
     "SELECT c.id, c.tier FROM contact_points AS cp JOIN customers AS c ON c.id = cp.customer_id"
@@ -56,6 +65,7 @@ class SqliteIntake:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cc-intake")
         self._path = path
         self._conn: sqlite3.Connection | None = None
+        self._engine: Engine | None = None
         # Set while the outbox holds writes: calls already queued for this thread skip
         # their insert instead of each waiting out the busy timeout in turn.
         self.hold_writes = False
@@ -73,6 +83,26 @@ class SqliteIntake:
         conn.execute("PRAGMA foreign_keys=ON")
         conn.execute("PRAGMA synchronous=NORMAL")
         self._conn = conn
+        # SQLAlchemy Core over this very connection (on this thread only), for `apply`:
+        # the ORM's column types and storage formats without the async round trips.
+        self._engine = create_engine("sqlite://", creator=lambda: conn, poolclass=StaticPool)
+
+    async def apply(self, ops: list[Op]) -> BatchResult:
+        """Write `ops` in one transaction (see crm_store.write_batch); all or nothing."""
+        return await asyncio.get_running_loop().run_in_executor(self._executor, self._apply, ops)
+
+    def _apply(self, ops: list[Op]) -> BatchResult:
+        assert self._engine is not None
+        with self._engine.connect() as conn:
+            # The write lock first: nothing is read that a competing writer could change.
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            try:
+                result = apply_batch(conn, ops)
+                conn.commit()
+            except BaseException:
+                conn.rollback()
+                raise
+        return result
 
     async def open_contact(
         self,
@@ -129,6 +159,9 @@ class SqliteIntake:
 
     async def close(self) -> None:
         """Close the connection and the thread."""
+        if self._engine is not None:
+            engine, self._engine = self._engine, None
+            await asyncio.get_running_loop().run_in_executor(self._executor, engine.dispose)
         if self._conn is not None:
             conn, self._conn = self._conn, None
             await asyncio.get_running_loop().run_in_executor(self._executor, conn.close)

@@ -3,12 +3,14 @@
 Shared by every entry point (the IVR on a real Asterisk, the simulated PBX, the digital
 channels) so a contact is recorded the same way whichever door it came through.
 
-A caller must never be lost because the store cannot be written (SQLite locked past its
-busy timeout, PostgreSQL down): the contact then gets its interaction id from the
-daemon, is served and routed from memory, and its record waits in a bounded outbox
-(`StoreOutbox`) that writes it, with every update made meanwhile, once the store takes
-writes again. Data errors (an unknown channel, a customer id that does not exist) still
-raise: only an unavailable store is held.
+With the daemon's store writer (`outbox`, routing.store_writer: one per database), the
+record and every update go through its bounded queue: a caller waits for room when the
+store falls behind, and is never lost because the store cannot be written (SQLite locked,
+PostgreSQL down): the contact then gets its interaction id from the daemon, is served and
+routed from memory, and its record is written, with every update made meanwhile, once
+the store takes writes again. Data errors (an unknown channel, a customer id that does
+not exist) still raise: only an unavailable store is held. Without a writer (tools,
+tests) the record is written directly.
 """
 
 from __future__ import annotations
@@ -23,12 +25,13 @@ from crm_store import customers, interactions
 from crm_store.errors import InvalidData
 from crm_store.fast_intake import SqliteIntake
 from crm_store.phones import bounded_caller_id
+from crm_store.write_batch import clean_update
 from routing.channels import AddressKind
 from routing.outbox import (
     OpenedContact,
     StoreOutbox,
     StoreUnavailable,
-    _find_customer,
+    find_customer,
     store_unavailable,
 )
 
@@ -65,9 +68,10 @@ async def open_contact(
 ) -> OpenedContact:
     """Record a new interaction, linked to the customer owning `address` when known.
 
-    With `fast` (SQLite), the look-up and the insert are one call on a dedicated thread;
-    otherwise they go through the ORM. Same rows either way. When the store cannot be
-    written and an outbox is set up, the contact is held there instead (`held`).
+    With `outbox` (the daemon's store writer) the contact is written by it, in a batch,
+    or held when the store cannot be written (`held`); `fast` is then its business.
+    Without, with `fast` (SQLite), the look-up and the insert are one call on a dedicated
+    thread; otherwise they go through the ORM. Same rows either way.
     `address_kind` is the channel's (`routing.channels.ChannelSpec`): how its address
     finds the customer.
     """
@@ -87,22 +91,24 @@ async def open_contact(
         ivr_path=ivr_path,
         ivr_inputs=ivr_inputs,
     )
-    if outbox is not None and outbox.holding:
-        # Earlier contacts are still waiting for the store: this one queues behind them
-        # (it would otherwise take the id one of them was given).
-        return await outbox.hold_contact(row, kind=kind, region=region, customer_id=customer_id)
-    try:
-        opened = await _store_contact(
-            sessionmaker, row, kind=kind, region=region, customer_id=customer_id, fast=fast
-        )
-    except Exception as exc:
-        if outbox is None or not store_unavailable(exc):
-            raise
-        outbox.went_down(exc)
-        return await outbox.hold_contact(row, kind=kind, region=region, customer_id=customer_id)
     if outbox is not None:
-        outbox.seen(opened.interaction_id)
-    return opened
+        value = _lookup_value(kind, row["address"], region) if customer_id is None else None
+        return await outbox.open_contact(
+            row, kind=kind, value=value, customer_id=customer_id, region=region
+        )
+    return await _store_contact(
+        sessionmaker, row, kind=kind, region=region, customer_id=customer_id, fast=fast
+    )
+
+
+def _lookup_value(kind: str, address: str | None, region: str) -> str | None:
+    """The address as its contact point is stored; None when nobody can own it."""
+    if not address:
+        return None
+    try:
+        return customers.normalize_contact(kind, address, region)
+    except InvalidData:
+        return None  # "anonymous", a withheld number: nobody to find
 
 
 async def _store_contact(
@@ -116,18 +122,13 @@ async def _store_contact(
 ) -> OpenedContact:
     address = row["address"]
     if fast is not None:
-        value = None
-        if address and customer_id is None:
-            try:
-                value = customers.normalize_contact(kind, address, region)
-            except InvalidData:
-                value = None  # "anonymous", a withheld number: nobody to find
+        value = _lookup_value(kind, address, region) if customer_id is None else None
         new_id, found_id, tier = await fast.open_contact(
             kind=kind, value=value, customer_id=customer_id, row=row
         )
         return OpenedContact(new_id, found_id, tier)
     async with sessionmaker.begin() as session:
-        customer = await _find_customer(session, kind, address, region, customer_id)
+        customer = await find_customer(session, kind, address, region, customer_id)
         ix = await interactions.record_interaction(
             session, customer_id=customer.id if customer else None, **row
         )
@@ -143,19 +144,14 @@ async def update_contact(
     outbox: StoreOutbox | None = None,
     **fields: Any,
 ) -> None:
-    """Set fields on an interaction (see crm_store.interactions.update_interaction); held
-    in `outbox`, behind the record itself, when the store cannot take it now."""
-    if outbox is not None and outbox.holding:
-        outbox.hold_update(interaction_id, fields)
+    """Set fields on an interaction (checked as crm_store.interactions.update_interaction
+    checks them). With `outbox`, queued behind the record itself (waiting for room when
+    the writer is full) and written in order, or held while the store cannot take it."""
+    if outbox is not None:
+        await outbox.update(interaction_id, clean_update(fields))
         return
-    try:
-        async with sessionmaker.begin() as db:
-            await interactions.update_interaction(db, interaction_id, **fields)
-    except Exception as exc:
-        if outbox is None or not store_unavailable(exc):
-            raise
-        outbox.went_down(exc)
-        outbox.hold_update(interaction_id, fields)
+    async with sessionmaker.begin() as db:
+        await interactions.update_interaction(db, interaction_id, **fields)
 
 
 def _bounded(value: str | None, limit: int) -> str | None:

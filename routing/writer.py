@@ -3,36 +3,32 @@
 Routing records times, agents and explanations on interactions as contacts move. Doing
 each as its own ORM transaction on the bus path made every call wait for several
 database round trips before the next event was handled. Here updates are queued in
-order and a single task applies whatever has accumulated in one transaction of plain
-UPDATE statements, usually within a millisecond or two. `flush()` waits until
-everything queued so far is stored; shutdown flushes.
+order and written in batches, one transaction each, usually within a millisecond or two.
+`flush()` waits until everything queued so far is stored; shutdown flushes.
 
 The contact life-cycle events (`routing.stats.LifeCycleEvent`) ride in the same batches,
 appended to the store's contact-event log in the same transaction: recording them costs
 no round trip of its own. `load_events` reads them back for the rebuild after a restart.
 
-When the store cannot be written (locked, down), a batch is handed to the store's outbox
-(routing.intake.StoreOutbox) instead of being dropped, and so is every batch after
-it while the outbox holds anything, so updates reach the store in the order made and
-never before the held contact they belong to.
+All of it now goes through the daemon's one store writer per database
+(routing.store_writer), in the same queue as the contacts themselves: updates reach the
+store in the order made, never before the contact they belong to, and are held and
+retried when the store cannot take them.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from crm_store import contact_events
-from crm_store.models import ContactEvent, Interaction
-from routing.intake import StoreOutbox, store_unavailable
+from crm_store.models import ContactEvent
 from routing.stats import LifeCycleEvent
+from routing.store_writer import StoreWriter
 
 log = logging.getLogger(__name__)
 
@@ -43,103 +39,60 @@ FIELDS = frozenset(
 
 
 class InteractionWriter:
-    """Ordered, batched interaction updates from the routing service."""
+    """Routing's interaction updates and life-cycle events, handed to the store writer.
+
+    Routing makes them from bus handlers that must not wait, so they are queued at once
+    (past the writer's limit if need be: never dropped); the calls that feed routing are
+    the ones slowed when the writer falls behind. Without a store writer of the daemon's
+    (tools, tests), this one runs its own.
+    """
 
     def __init__(
-        self, sessionmaker: async_sessionmaker[AsyncSession], outbox: StoreOutbox | None = None
+        self, sessionmaker: async_sessionmaker[AsyncSession], outbox: StoreWriter | None = None
     ) -> None:
         self.sessionmaker = sessionmaker
-        self.outbox = outbox
-        self._pending: list[tuple[int, dict[str, Any]]] = []
-        self._events: list[dict[str, Any]] = []
-        self._wake = asyncio.Event()
-        self._idle = asyncio.Event()
-        self._idle.set()
-        self._task: asyncio.Task[None] | None = None
-        self.batches = 0
-        self.failures = 0
+        self._own = outbox is None
+        self.outbox = outbox if outbox is not None else StoreWriter(sessionmaker)
+        self._started = False
+
+    @property
+    def batches(self) -> int:
+        """Transactions the store writer committed."""
+        return self.outbox.stats.batches
+
+    @property
+    def failures(self) -> int:
+        """Writes given up (wrong in themselves)."""
+        return self.outbox.lost_writes
 
     def start(self) -> None:
-        """Start the writer task."""
-        self._task = asyncio.create_task(self._run(), name="routing-writer")
+        """Start the writer task (when this writer runs its own)."""
+        if self._own and not self._started:
+            self._started = True
+            self.outbox.start_soon()
 
     def write(self, interaction_id: int, **fields: Any) -> None:
         """Queue an update (returns at once)."""
         unknown = set(fields) - FIELDS
         if unknown:
             raise ValueError(f"routing does not write {', '.join(sorted(unknown))}")
-        self._pending.append((interaction_id, fields))
-        self._idle.clear()
-        self._wake.set()
+        self.outbox.update_nowait(interaction_id, fields)
 
     def record(self, event: LifeCycleEvent) -> None:
         """Queue a life-cycle event for the contact-event log (returns at once)."""
-        self._events.append(event_row(event))
-        self._idle.clear()
-        self._wake.set()
+        self.outbox.events_nowait([event_row(event)])
 
     async def flush(self) -> None:
-        """Wait until every update queued so far is committed (or handed to the outbox,
-        while the store is unavailable: `StoreOutbox.drained` waits for that)."""
-        await self._idle.wait()
+        """Wait until every update queued so far is committed (or held, while the store
+        is unavailable: `StoreWriter.drained` waits for that)."""
+        await self.outbox.flush()
 
     async def stop(self) -> None:
-        """Flush, then stop the task."""
-        if self._task is None:
-            return
+        """Flush; stop the store writer if it is this one's own."""
         await self.flush()
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
-        self._task = None
-
-    async def _run(self) -> None:
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            batch, self._pending = self._pending, []
-            events, self._events = self._events, []
-            if batch or events:
-                await self._apply(batch, events)
-            if not self._pending and not self._events:
-                self._idle.set()
-
-    async def _apply(
-        self, batch: list[tuple[int, dict[str, Any]]], events: list[dict[str, Any]]
-    ) -> None:
-        outbox = self.outbox
-        if outbox is not None and outbox.holding:
-            self._hold(outbox, batch, events)
-            return
-        try:
-            async with self.sessionmaker.begin() as session:
-                for interaction_id, fields in batch:
-                    await session.execute(
-                        update(Interaction).where(Interaction.id == interaction_id).values(**fields)
-                    )
-                await contact_events.append_events(session, events)
-            self.batches += 1
-        except Exception as exc:
-            if outbox is not None and store_unavailable(exc):
-                outbox.went_down(exc)
-                self._hold(outbox, batch, events)
-                return
-            # Keep the bus moving; the log says which contacts lost an update.
-            self.failures += 1
-            log.exception(
-                "could not store routing updates for interactions %s",
-                sorted({i for i, _ in batch} | {e["interaction_id"] for e in events} - {None}),
-            )
-
-    @staticmethod
-    def _hold(
-        outbox: StoreOutbox,
-        batch: list[tuple[int, dict[str, Any]]],
-        events: list[dict[str, Any]],
-    ) -> None:
-        for interaction_id, fields in batch:
-            outbox.hold_update(interaction_id, fields)
-        outbox.hold_events(events)
+        if self._own and self._started:
+            await self.outbox.stop()
+            self._started = False
 
 
 def event_row(event: LifeCycleEvent) -> dict[str, Any]:

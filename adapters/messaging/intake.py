@@ -83,6 +83,9 @@ class MessageIntake:
         spec = self.specs.get(message.channel)
         if spec is None or message.channel not in self.routes:
             raise InvalidData(f"channel {message.channel!r} is not running")
+        if self.outbox is not None:
+            # A saturated store writer slows every intake down rather than failing it.
+            await self.outbox.room()
         if self.outbox is not None and self.outbox.holding:
             # Contacts held for the store take ids this one would collide with; the
             # provider keeps the message and gives it again (nothing is lost).
