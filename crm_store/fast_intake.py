@@ -35,7 +35,7 @@ _LOOKUP = (
 )
 _INSERT = (
     "INSERT INTO interactions (customer_id, channel, direction, external_id, address,"
-    " started_at, queue, ivr_path, ivr_inputs) VALUES (?,?,?,?,?,?,?,?,?)"
+    " address_name, started_at, queue, ivr_path, ivr_inputs) VALUES (?,?,?,?,?,?,?,?,?,?)"
 )
 
 
@@ -143,6 +143,7 @@ class SqliteIntake:
                     row["direction"],
                     row["external_id"],
                     row["address"],
+                    row.get("address_name"),
                     _text(row["started_at"]),
                     row["queue"],
                     _json(row["ivr_path"]),

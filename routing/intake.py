@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from crm_store import customers, interactions
 from crm_store.errors import InvalidData
 from crm_store.fast_intake import SqliteIntake
-from crm_store.phones import bounded_caller_id
+from crm_store.phones import bounded_caller_id, clean_name
 from crm_store.write_batch import clean_update
 from routing.channels import AddressKind
 from routing.outbox import (
@@ -65,6 +65,7 @@ async def open_contact(
     customer_id: int | None = None,
     fast: SqliteIntake | None = None,
     outbox: StoreOutbox | None = None,
+    address_name: str | None = None,
 ) -> OpenedContact:
     """Record a new interaction, linked to the customer owning `address` when known.
 
@@ -90,6 +91,7 @@ async def open_contact(
         queue=queue,
         ivr_path=ivr_path,
         ivr_inputs=ivr_inputs,
+        address_name=clean_name(address_name),
     )
     if outbox is not None:
         value = _lookup_value(kind, row["address"], region) if customer_id is None else None

@@ -302,6 +302,7 @@ class ContactLifeCycle(ContactBook):
                     queue=queue,
                     at=now,
                     address=info.address,
+                    address_name=info.address_name,
                     customer_id=info.customer_id,
                     ivr_path=info.ivr_path,
                     ivr_inputs=info.ivr_inputs,

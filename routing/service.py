@@ -470,6 +470,7 @@ def _requeued(ix: Interaction, now: float) -> ContactQueued:
         queue=ix.queue or "",
         at=now,
         address=ix.address,
+        address_name=ix.address_name,
         customer_id=ix.customer_id,
         ivr_path=list(ix.ivr_path or []),
         ivr_inputs=dict(ix.ivr_inputs or {}),

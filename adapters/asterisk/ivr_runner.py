@@ -163,6 +163,7 @@ async def hand_to_routing(
     dnis: str,
     at: float,
     outbox: StoreOutbox | None = None,
+    address_name: str | None = None,
 ) -> None:
     """The flow queued the call: store the queue and what it asks of routing (kept for
     a later re-queue), and publish what the IVR gathered."""
@@ -186,6 +187,7 @@ async def hand_to_routing(
             queue=queue,
             at=at,
             address=bounded_caller_id(address),
+            address_name=address_name,
             customer_id=outcome.customer_id or opened.customer_id,
             tier=outcome.tier if outcome.customer_id else opened.tier,
             priority=priority,

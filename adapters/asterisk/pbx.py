@@ -57,6 +57,7 @@ from adapters.asterisk.ivr_runner import (
 from adapters.asterisk.settings import PbxConfig
 from crm_store.fast_intake import SqliteIntake
 from crm_store.models import Interaction
+from crm_store.phones import clean_name
 from ivr_flows import interpreter as ivr
 from ivr_flows.model import Flow
 from routing import contact_request
@@ -230,6 +231,8 @@ class AsteriskPbx:
             self.sessionmaker,
             channel=VOICE.name,
             address=caller if caller and caller != "unknown" else None,
+            # The caller id name, shown on the pop of a caller the CRM does not know.
+            address_name=env.get("agi_calleridname"),
             address_kind=VOICE.address_kind,
             region=self.region,
             external_id=env.get("agi_uniqueid"),
@@ -261,6 +264,7 @@ class AsteriskPbx:
                     outcome,
                     command.queue,
                     address=caller or None,
+                    address_name=clean_name(env.get("agi_calleridname")),
                     dnis=env.get("agi_extension", ""),
                     at=self.clock(),
                     outbox=self.outbox,
@@ -444,6 +448,7 @@ class AsteriskPbx:
                             queue=ix.queue,
                             at=now,
                             address=ix.address,
+                            address_name=ix.address_name,
                             customer_id=ix.customer_id,
                             ivr_path=list(ix.ivr_path or []),
                             priority=priority,

@@ -53,9 +53,7 @@ async def api(
     return await start_api(tmp_path, aiohttp_server, aiohttp_client, web=_web(request.param))
 
 
-async def cli_result(
-    tmp_path: Path, *args: str, stdin: str | None = None
-) -> tuple[int, str, str]:
+async def cli_result(tmp_path: Path, *args: str, stdin: str | None = None) -> tuple[int, str, str]:
     """`contact-center ...` against the test app's SQLite file, without blocking the loop:
     (exit code, stdout, stderr)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("CC_")}

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pytest
 from aiohttp.test_utils import TestServer
 from sqlalchemy import select
 
@@ -220,6 +221,7 @@ async def test_a_call_goes_through_ivr_queue_agent_and_ends(
             rig.agent_id,
             "5551009",
         )
+        assert talking.address_name == "Quinn Queue"  # the caller id name, for the pop
         await asyncio.wait_for(call.ended.wait(), 10)
         assert call.device == "PJSIP/1001" and call.connected_at is not None
         # Tagged with its interaction first, then the flow's prompt and menu.
@@ -237,6 +239,7 @@ async def test_a_call_goes_through_ivr_queue_agent_and_ends(
         assert stored.ivr_path and stored.ivr_path[0] == "welcome" and "menu" in stored.ivr_path
         assert stored.ivr_inputs == {"menu": "2"}
         assert stored.queue == "support"
+        assert stored.address_name == "Quinn Queue"
         assert stored.agent_id == rig.agent_id
         assert stored.offered_at is not None and stored.answered_at is not None
         assert stored.ended_at is not None
@@ -244,6 +247,27 @@ async def test_a_call_goes_through_ivr_queue_agent_and_ends(
         talk = (stored.ended_at - stored.answered_at).total_seconds()
         assert 0.3 < talk < 3
         _no_live_calls(rig)
+
+
+@pytest.mark.parametrize(
+    ("name", "shown"),
+    [('Zhang "Wei" 张伟', 'Zhang "Wei" 张伟'), ("<unknown>", None), ("", None), ("a\tb", "a b")],
+)
+async def test_caller_names_reach_the_offer_and_the_store(
+    tmp_path: Path, fast_hasher: None, name: str, shown: str | None
+) -> None:
+    """Issue 11, 12: the caller id name as Asterisk gives it to FastAGI, cleaned."""
+    async with daemon_with_simulator(
+        tmp_path, PhonePolicy(answer_after=0.2, talk_seconds=0.3)
+    ) as rig:
+        call = rig.sim.place_call("5551020", "5000", name=name, digits=["2"])
+        routing = rig.daemon.routing
+        await eventually(lambda: any(c.state == "talking" for c in routing.contacts.values()))
+        talking = next(c for c in routing.contacts.values() if c.state == "talking")
+        assert talking.address_name == shown
+        await asyncio.wait_for(call.ended.wait(), 10)
+        await eventually(lambda: rig.daemon.telephony.calls == {})
+        assert (await rig.interaction(call)).address_name == shown
 
 
 async def test_a_caller_who_hangs_up_while_waiting_is_counted_abandoned(

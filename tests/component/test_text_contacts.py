@@ -166,6 +166,8 @@ async def test_a_channel_that_is_not_running_says_so(api: Api) -> None:
         )
     supervisor = await api.login("supervisor")
     response = await supervisor.post(f"/api/v1/interactions/{ix.id}/messages", {"body": "hi"})
-    assert response.status == 409 and (await response.json())["error"]["id"] == "channel.not_running"
+    assert (
+        response.status == 409 and (await response.json())["error"]["id"] == "channel.not_running"
+    )
     status = await (await supervisor.get("/status")).json()
     assert "channel.email" in str(status)

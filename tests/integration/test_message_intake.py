@@ -15,7 +15,7 @@ from sqlalchemy import select
 
 from adapters.desk_channels import DESK_CHANNELS
 from adapters.messaging.delivery import MessageDelivery, queue_reply, reply_references
-from adapters.messaging.events import MessageReceived, MessageStatusChanged
+from adapters.messaging.events import MessageReceived
 from adapters.messaging.intake import MessageIntake, TextChannelRoute
 from adapters.messaging.model import (
     Attachment,
@@ -244,7 +244,7 @@ async def _contact_with_reply(store: Store, channel: str = "email") -> tuple[int
 
 
 async def test_a_reply_is_sent_with_its_thread_and_recorded(store: Store) -> None:
-    interaction_id, message_id = await _contact_with_reply(store)
+    _interaction_id, message_id = await _contact_with_reply(store)
     sender, bus = Sender(SendResult("out-1@example.com")), Published()
     delivery = MessageDelivery(store.sessionmaker, bus, {"email": sender})
     await delivery.deliver_due()
@@ -265,7 +265,7 @@ async def test_a_reply_is_sent_with_its_thread_and_recorded(store: Store) -> Non
 
 
 async def test_a_temporary_failure_is_retried_then_sent(store: Store) -> None:
-    _, message_id = await _contact_with_reply(store)
+    _, _message_id = await _contact_with_reply(store)
     now = [time.time()]
     sender, bus = Sender(TemporaryFailure("451 try later"), SendResult("x")), Published()
     delivery = MessageDelivery(store.sessionmaker, bus, {"email": sender}, clock=lambda: now[0])
