@@ -352,6 +352,11 @@ class RoutingService(AgentRoster, AgentRequests):
                 )
                 self._changed()
                 return
+            if exc.error_id == "telephony.no_call":
+                # The call is gone; its end, on the bus already, closes the offer: not the
+                # agent declining.
+                log.warning("cannot ring for %s, the call is gone: %s", info.interaction_id, exc)
+                return
             log.warning("cannot ring %s for %s: %s", agent.username, info.interaction_id, exc)
             await self.reject(offer.agent_id, info.interaction_id)
 

@@ -492,8 +492,13 @@ class AsteriskPbx:
                 }
             )
             await self._redirect(call, self.pbx.agent_context, "s")
-        except TelephonyError:
+        except TelephonyError as exc:
             call.ringing_agent = call.ringing_device = None
+            if "no such channel" in str(exc).lower():
+                # The caller's channel is gone and no Hangup told us (it went while AMI
+                # was away, or a dialplan of its own never tagged it): the contact is over.
+                self.bus.publish(ContactEnded(interaction_id, self.clock(), "caller gone"))
+                raise TelephonyError(str(exc), "telephony.no_call") from None
             raise
         finally:
             sent.set()

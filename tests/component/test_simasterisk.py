@@ -270,6 +270,33 @@ async def test_caller_names_reach_the_offer_and_the_store(
         assert (await rig.interaction(call)).address_name == shown
 
 
+async def test_a_call_whose_channel_vanished_is_ended_not_held_against_the_agent(
+    tmp_path: Path, fast_hasher: None
+) -> None:
+    """Ringing a caller whose channel is gone without a Hangup reaching us (it went while
+    AMI was away; a dialplan that never tagged it) ends the contact: it used to stay
+    waiting for ever, re-offered and each time counted as the agent's miss."""
+    async with daemon_with_simulator(tmp_path, NEVER_ANSWERS) as rig:
+        routing = rig.daemon.routing
+        actor = Actor(rig.agent_id, "alice", "agent")
+        await routing.set_status(rig.agent_id, "not_ready", "break", actor=actor)
+        call = rig.sim.place_call("5551021", "5000", digits=["2"], patience=60.0)
+        await eventually(lambda: any(c.state == "waiting" for c in routing.contacts.values()))
+        # Asterisk forgets the caller's channel and says nothing.
+        for key in [k for k, ch in rig.sim.model.channels.items() if "5551021" in str(ch.cid_num)]:
+            del rig.sim.model.channels[key]
+        await routing.set_status(rig.agent_id, "ready", None, actor=actor)
+        await eventually(
+            lambda: (
+                routing.contacts == {}
+                or all(c.state == "closed" for c in routing.contacts.values())
+            )
+        )
+        stored = await rig.interaction(call)
+        assert stored.ended_at is not None and stored.end_cause == "caller gone"
+        assert routing.router.agents[rig.agent_id].status == "ready"  # no miss counted
+
+
 async def test_a_caller_who_hangs_up_while_waiting_is_counted_abandoned(
     tmp_path: Path, fast_hasher: None
 ) -> None:
