@@ -108,6 +108,8 @@ class SmtpConfig(_Model):
     host: str = "127.0.0.1"
     port: Annotated[int, Field(ge=1, le=65535)] = 587
     starttls: bool = True
+    # TLS from the first byte (port 465, "SMTPS"); excludes starttls.
+    ssl: bool = False
     username: str = ""
     password: SecretStr = SecretStr("")
     from_address: str = "support@example.com"
@@ -290,6 +292,8 @@ class Config(_Model):
             ):
                 if not value:
                     problems.append(f"channels.email.{field_name}: required when email is enabled")
+            if email.smtp.ssl and email.smtp.starttls:
+                problems.append("channels.email.smtp: ssl and starttls exclude each other")
             if "@" not in email.smtp.from_address:
                 problems.append("channels.email.smtp.from_address: not an email address")
         sms = channels.sms

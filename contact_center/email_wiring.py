@@ -91,6 +91,7 @@ async def start_email(daemon: Daemon, intake: MessageIntake) -> RunningChannel:
             max_attachment_bytes=config.max_attachment_bytes,
             attachments_dir=Path(config.attachments_dir),
             from_name=config.from_name,
+            smtp_implicit_tls=config.smtp.ssl,
         ),
         intake,
         StoreCursors(sessionmaker, f"{imap.username}@{imap.host}"),

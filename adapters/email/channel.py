@@ -49,6 +49,7 @@ class EmailSettings:
     max_attachment_bytes: int
     attachments_dir: Path
     from_name: str | None = None
+    smtp_implicit_tls: bool = False  # TLS from the first byte (port 465)
 
 
 def _headers_only(raw: bytes) -> bytes:
@@ -80,7 +81,7 @@ class EmailChannel:
         self.address = settings.smtp.from_address.strip().lower()
         self.domain = self.address.rpartition("@")[2] or "localhost"
         self.source = ImapSource(settings.imap, self.handle, cursors, on_state=on_state)
-        self.smtp = SmtpSender(settings.smtp)
+        self.smtp = SmtpSender(settings.smtp, implicit_tls=settings.smtp_implicit_tls)
         self.sender = self
         self.automatic = 0  # auto-replies and bounces seen (not routed)
         self.own = 0  # our own mail seen in the mailbox (not taken in)

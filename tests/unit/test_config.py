@@ -107,6 +107,10 @@ def test_text_channels_settings_are_checked() -> None:
     chat = {"topics": {"bills": {"billing": 3}}, "allowed_origins": ["https://shop.example"]}
     found = problems({"channels": {"chat": chat}})
     assert found == ["channels.chat.topics.bills.billing: unknown skill 'billing'"]
+    email = {"enabled": True, "imap": {"username": "u"}, "smtp": {"ssl": True, "starttls": True}}
+    queue = [{"name": "email", "channels": ["email"]}]
+    found = problems({"queues": queue, "channels": {"email": email}})
+    assert found == ["channels.email.smtp: ssl and starttls exclude each other"]
     found = problems({"channels": {"chat": {"allowed_origins": ["shop.example/path"]}}})
     assert len(found) == 1 and "channels.chat.allowed_origins" in found[0]
     assert "is not an origin" in found[0]
