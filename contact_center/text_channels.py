@@ -8,6 +8,7 @@ and retries on its own, while the others run.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
@@ -77,6 +78,8 @@ class ConversationFeed:
 
     def __init__(self, daemon: Daemon) -> None:
         self.daemon = daemon
+        self._slots = asyncio.Semaphore(4)  # store reads at once, of the pool's connections
+        self._tasks: set[asyncio.Task[None]] = set()
 
     def _recipients(self, interaction_id: int, author_id: int | None) -> set[int]:
         routing = self.daemon.routing
@@ -95,11 +98,28 @@ class ConversationFeed:
                 agent_id, conversation_message(interaction_id, payload, kind=kind)
             )
 
+    # Off the bus: each push reads the message back from the store, and the bus must
+    # not wait for that (it carries every contact's events, one at a time).
+    def _later(self, interaction_id: int, message_id: int, kind: str) -> None:
+        async def push() -> None:
+            async with self._slots:
+                try:
+                    await self._push(interaction_id, message_id, kind)
+                except Exception:
+                    log.exception("message %s: not pushed to the desktop", message_id)
+
+        task = asyncio.create_task(push())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
     async def on_received(self, event: MessageReceived) -> None:
-        await self._push(event.interaction_id, event.message_id, "message")
+        routing = self.daemon.routing
+        if routing is not None and routing.agent_on(event.interaction_id) is None:
+            return  # waiting for an agent: whoever takes it reads the conversation then
+        self._later(event.interaction_id, event.message_id, "message")
 
     async def on_status(self, event: MessageStatusChanged) -> None:
-        await self._push(event.interaction_id, event.message_id, "message_status")
+        self._later(event.interaction_id, event.message_id, "message_status")
 
     async def on_typing(self, event: CustomerTyping) -> None:
         for agent_id in self._recipients(event.interaction_id, None):

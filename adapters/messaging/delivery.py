@@ -183,12 +183,16 @@ class MessageDelivery:
 
     async def _run(self) -> None:
         while True:
+            # Cleared before looking, not after: a message queued while this pass reads
+            # the store wakes the next pass at once instead of waiting out the idle tick.
+            self._wake.clear()
             try:
                 wait = await self.deliver_due()
             except Exception:
                 log.exception("message delivery: the store could not be read; trying again")
                 wait = 5.0
-            self._wake.clear()
+            if self._wake.is_set() or wait <= 0:
+                continue
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=wait)
 
@@ -211,7 +215,7 @@ class MessageDelivery:
             due = await messages.next_due_at(session, list(self.senders))
         if due is None:
             return self.idle_seconds
-        return max(0.05, min(self.idle_seconds, (due - self._now()).total_seconds()))
+        return max(0.0, min(self.idle_seconds, (due - self._now()).total_seconds()))
 
     def _name(self, author_id: int | None) -> str | None:
         if author_id is None or self.author_names is None:

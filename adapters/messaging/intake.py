@@ -61,6 +61,7 @@ class MessageIntake:
         read_token: Callable[[str], int | None] | None = None,
         # The satisfaction question each channel asks when a contact ends (SMS).
         surveys: Mapping[str, Survey] | None = None,
+        hold_wait_seconds: float = 10.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.sessionmaker = sessionmaker
@@ -71,6 +72,7 @@ class MessageIntake:
         self.outbox = outbox
         self.read_token = read_token
         self.surveys = dict(surveys or {})
+        self.hold_wait_seconds = hold_wait_seconds
         self.clock = clock
         # Two messages of one conversation at once must not open two contacts: one of a
         # few locks per conversation (striped: bounded however many conversations run).
@@ -87,9 +89,14 @@ class MessageIntake:
             # A saturated store writer slows every intake down rather than failing it.
             await self.outbox.room()
         if self.outbox is not None and self.outbox.holding:
-            # Contacts held for the store take ids this one would collide with; the
-            # provider keeps the message and gives it again (nothing is lost).
-            raise StoreUnavailable("the store is not taking writes; try again shortly")
+            # Contacts held for the store take ids this one would collide with: wait a
+            # little (a busy store is back in moments), then let the provider give the
+            # message again (nothing is lost).
+            deadline = time.monotonic() + self.hold_wait_seconds
+            while self.outbox.holding:
+                if time.monotonic() >= deadline:
+                    raise StoreUnavailable("the store is not taking writes; try again shortly")
+                await asyncio.sleep(0.05)
         first_ref = message.thread_refs[0] if message.thread_refs else message.sender
         async with self._locks[hash((message.channel, first_ref)) % len(self._locks)]:
             received, queued = await self._store(message, spec)

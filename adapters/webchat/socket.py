@@ -42,6 +42,7 @@ from adapters.webchat.visitors import (
     parse_frame,
 )
 from crm_store.errors import InvalidData, StoreError
+from routing.outbox import store_unavailable
 
 log = logging.getLogger(__name__)
 
@@ -258,7 +259,7 @@ class ChatSocket:
             except Exception as exc:
                 # Store down or busy, intake failing: nothing was taken, the widget sends it
                 # again. An outage is expected and logged in a line; anything else is a bug.
-                if isinstance(exc, StoreError):
+                if isinstance(exc, StoreError) or store_unavailable(exc):
                     log.warning("chat %s: message not taken: %s", session.chat_id, exc)
                 else:
                     log.exception("chat %s: the message intake failed", session.chat_id)

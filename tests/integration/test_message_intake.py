@@ -370,3 +370,37 @@ def test_quoted() -> None:
     assert quoted("Hello\n\nthere\n", "Ana", when) == (
         "On 2026-12-01 09:05 UTC, Ana wrote:\n> Hello\n>\n> there\n"
     )
+
+
+async def test_a_reply_queued_while_the_loop_looks_is_sent_at_once(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A wake-up that came while the loop read the store used to be cleared and lost: the
+    reply then waited out the idle tick (30 s)."""
+    import adapters.messaging.delivery as delivery_module
+
+    interaction_id, _first = await _contact_with_reply(store)
+    sender = Sender()
+    delivery = MessageDelivery(store.sessionmaker, Published(), {"email": sender}, idle_seconds=30)
+    real = delivery_module.messages.next_due_at
+    queued_once: list[int] = []
+
+    async def next_due_at_then_a_reply(session: Any, channels: Any) -> Any:
+        found = await real(session, channels)
+        if not queued_once:
+            async with store.sessionmaker.begin() as other:
+                row = await queue_reply(other, interaction_id, body="one more", author_id=None)
+                queued_once.append(row.id)
+            delivery.wake()
+        return found
+
+    monkeypatch.setattr(delivery_module.messages, "next_due_at", next_due_at_then_a_reply)
+    delivery.start()
+    try:
+        for _ in range(100):  # 5 s at most; the idle tick is 30 s
+            if len(sender.sent) >= 2:
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        await delivery.stop()
+    assert [m.message_id for m in sender.sent][-1] == queued_once[0]
