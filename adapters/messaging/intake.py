@@ -192,12 +192,17 @@ class MessageIntake:
         key: str | None
         if message.thread_refs:
             key = await messages.thread_of(session, channel, message.thread_refs)
-            if key is None and channel != "email":
-                key = message.thread_refs[0]  # a chat's id: the conversation is named
+            if key is None:
+                # A chat's id names its conversation. An email whose thread we have not
+                # seen is keyed by the thread's root (References start with it; In-Reply-To
+                # comes first in thread_refs), so the earlier mails, if they arrive after
+                # this one (mailboxes do not keep order), join it rather than split it.
+                refs = message.thread_refs
+                key = refs[1] if channel == "email" and len(refs) > 1 else refs[0]
         else:
-            key = None if channel == "email" else message.sender
-        if key is None:
-            return message.provider_id, None  # a new email thread starts with this one
+            # SMS: one conversation per number. A new email thread is named by its first
+            # mail, which a reply that came first may already have opened.
+            key = message.provider_id if channel == "email" else message.sender
         return key, await messages.latest_in_thread(session, channel, key)
 
     async def _open(

@@ -143,6 +143,23 @@ async def test_a_reply_joins_its_open_conversation_by_references(store: Store) -
     assert third.interaction_id == first.interaction_id
 
 
+async def test_a_reply_that_arrives_before_its_parent_keeps_one_conversation(
+    store: Store,
+) -> None:
+    """Mailboxes do not keep order: a reply taken in before the mails it answers used to
+    open a second contact for the same thread when the earlier mails came."""
+    bus = Published()
+    sink = intake(store, bus)
+    # c answers b, which answered the root a: In-Reply-To first, then References.
+    c = await sink.receive(
+        email("c@example.com", "b@example.com", "a@example.com", "b@example.com")
+    )
+    a = await sink.receive(email("a@example.com"))
+    b = await sink.receive(email("b@example.com", "a@example.com", "a@example.com"))
+    assert c.new_contact and not a.new_contact and not b.new_contact
+    assert a.interaction_id == b.interaction_id == c.interaction_id
+
+
 async def test_a_reply_after_the_conversation_closed_opens_a_new_contact_in_the_thread(
     store: Store,
 ) -> None:
