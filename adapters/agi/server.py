@@ -34,11 +34,11 @@ MAX_ENV_LINES = 256  # a real environment has about 25 lines plus one per argume
 STOP_TIMEOUT = 5.0  # seconds stop() waits for cancelled sessions to end
 
 
-
 class ListenError(ContactCenterError):
     """The FastAGI port cannot be opened (in use, not allowed)."""
 
     error_id = "listen.failed"
+
 
 @dataclass(slots=True)
 class AgiServerStats:
