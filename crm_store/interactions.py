@@ -168,10 +168,10 @@ async def agent_serves_customer(
     )
 
 
-async def update_interaction(
-    session: AsyncSession, interaction_id: int, **fields: Any
-) -> Interaction:
-    """Set the given fields (times, queue, agent, routing, wrap-up, csat 1..5, IVR, customer)."""
+def checked_values(fields: Mapping[str, Any]) -> dict[str, Any]:
+    """The checked values of an update (times, texts, csat, IVR, routing); the ids
+    (`customer_id`, `agent_id`) are left to the caller, who checks they exist. Shared by
+    `update_interaction` and the store writer's batches, so both refuse the same."""
     unknown = set(fields) - UPDATABLE_FIELDS
     if unknown:
         raise InvalidData(
@@ -190,6 +190,14 @@ async def update_interaction(
             cleaned[field] = _check_ivr_path(value)
         elif field in ("ivr_inputs", "routing"):
             cleaned[field] = _check_mapping(value, field)
+    return cleaned
+
+
+async def update_interaction(
+    session: AsyncSession, interaction_id: int, **fields: Any
+) -> Interaction:
+    """Set the given fields (times, queue, agent, routing, wrap-up, csat 1..5, IVR, customer)."""
+    cleaned = checked_values(fields)
     interaction = await get_interaction(session, interaction_id)
     if fields.get("customer_id") is not None:
         cleaned["customer_id"] = await _check_exists(session, Customer, fields["customer_id"])

@@ -21,16 +21,10 @@ from typing import Any
 
 from sqlalchemy import Connection, Table, bindparam, func, insert, select, text, update
 
-from crm_store._common import check_aware, check_int_range, clean_text
+from crm_store._common import check_aware
 from crm_store.contact_events import COLUMNS as EVENT_COLUMNS
 from crm_store.errors import InvalidData, NotFound
-from crm_store.interactions import (
-    TEXT_FIELDS,
-    TIME_FIELDS,
-    UPDATABLE_FIELDS,
-    _check_ivr_path,
-    _check_mapping,
-)
+from crm_store.interactions import checked_values
 from crm_store.models import ContactEvent, ContactPoint, Customer, Interaction
 
 # Plain Core statements on the tables, built once: executed with parameters they are
@@ -109,28 +103,14 @@ class BatchResult:
 def clean_update(fields: Mapping[str, Any]) -> dict[str, Any]:
     """`fields` checked as `crm_store.interactions.update_interaction` checks them (the
     ids are checked by the foreign keys at write time)."""
-    unknown = set(fields) - UPDATABLE_FIELDS
-    if unknown:
-        raise InvalidData(
-            f"unknown interaction field(s) {', '.join(sorted(unknown))} "
-            f"(known: {', '.join(sorted(UPDATABLE_FIELDS))})"
-        )
-    cleaned: dict[str, Any] = {}
-    for name, value in fields.items():
-        if name in TIME_FIELDS:
-            cleaned[name] = check_aware(value, name)
-        elif name in TEXT_FIELDS:
-            cleaned[name] = clean_text(value, name, TEXT_FIELDS[name])
-        elif name == "csat":
-            cleaned[name] = None if value is None else check_int_range(value, "csat", 1, 5)
-        elif name == "ivr_path":
-            cleaned[name] = _check_ivr_path(value)
-        elif name in ("ivr_inputs", "routing"):
-            cleaned[name] = _check_mapping(value, name)
-        elif value is None or (isinstance(value, int) and not isinstance(value, bool)):
-            cleaned[name] = value  # customer_id, agent_id
-        else:
+    cleaned = checked_values(fields)
+    for name in ("customer_id", "agent_id"):
+        if name not in fields:
+            continue
+        value = fields[name]
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
             raise InvalidData(f"{name} must be an id, not {value!r}")
+        cleaned[name] = value
     return cleaned
 
 
